@@ -1,0 +1,26 @@
+# Two commands set up a fresh machine and run everything:
+#   make train   - install, then train the default spec (grows while it trains)
+#   make test    - install, then run the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: install train test bench
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+train: install
+	$(VENV)/bin/morphc train specs/default.morph --out runs/default
+
+test: install
+	$(PY) -m pytest -n 2 -q
+
+bench: install
+	$(PY) -m benchmarks.compile

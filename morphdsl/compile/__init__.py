@@ -1,0 +1,3 @@
+from .fx import compile_graph
+
+__all__ = ["compile_graph"]

@@ -1,0 +1,311 @@
+"""AST → region tree: parameters, imports, blocks, repeats, pyramids, argument validation."""
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+
+from pydantic import ValidationError
+
+from ..errors import SpecError, did_you_mean
+from ..ops import REGISTRY, get_op, user_ops
+from ..syntax import ast as A
+from ..syntax.parser import parse_file
+from .evaluate import Dotted, Inexact, Symbol, evaluate, has_division
+from .graph import OpInst, Region
+
+CONSTRUCTS = {"residual", "parallel", "partition", "repeat", "pyramid"}
+SECTIONS = {"model", "data", "train", "grow"}
+JOINS = {"concat", "add", "mean", "max", "mul", "sub", "div"}
+
+
+class Spec:
+    """A parsed, imported and evaluated spec, ready to build into a graph."""
+
+    def __init__(self, module: A.Module):
+        self.module = module
+        self.filename = module.filename
+        self.name = FsPath(module.filename).stem if module.filename else "spec"
+        self.params: dict = {}
+        self.blocks: dict[str, tuple[A.BlockDef, dict]] = {}
+        self.sections: dict[str, A.Stmt] = {}
+
+
+def load_spec(module: A.Module, _stack: tuple = ()) -> Spec:
+    spec = Spec(module)
+    base = FsPath(module.filename).parent if module.filename else FsPath(".")
+    for it in module.items:
+        if isinstance(it, A.Use):
+            path = (base / it.path).resolve()
+            if str(path) in _stack or (module.filename and path == FsPath(module.filename).resolve()):
+                chain = " -> ".join(FsPath(p).name for p in (*_stack, str(path)))
+                raise SpecError(f"import cycle: {chain}", it.span, hint="remove one of the `use` lines")
+            if not path.exists():
+                raise SpecError(f"cannot find `{it.path}`", it.span,
+                                hint=f"paths are relative to {base}")
+            sub = load_spec(parse_file(path), _stack + (str(FsPath(module.filename or "").resolve()),))
+            spec.blocks.update(sub.blocks)
+        elif isinstance(it, A.SpecName):
+            spec.name = it.name
+        elif isinstance(it, A.Entry):
+            if it.key in spec.params:
+                raise SpecError(f"parameter `{it.key}` is defined twice", it.span)
+            spec.params[it.key] = evaluate(it.value, spec.params)
+        elif isinstance(it, A.BlockDef):
+            if it.name in spec.blocks and spec.blocks[it.name][0].span != it.span:
+                raise SpecError(f"block `{it.name}` is defined twice", it.span)
+            if it.name in REGISTRY or it.name in CONSTRUCTS:
+                raise SpecError(f"block `{it.name}` has the name of a built-in op", it.span,
+                                hint="choose another name (blocks are usually Capitalised)")
+            spec.blocks[it.name] = (it, spec.params)
+        elif isinstance(it, A.Stmt):
+            if it.name not in SECTIONS or it.body is None or it.label:
+                hint = did_you_mean(it.name, SECTIONS) or "layers belong inside `model { }`"
+                raise SpecError(f"unexpected `{it.name}` at top level", it.name_span or it.span, hint=hint)
+            if it.name in spec.sections:
+                raise SpecError(f"section `{it.name}` appears twice", it.span)
+            spec.sections[it.name] = it
+        elif isinstance(it, A.Rule):
+            raise SpecError("growth rules belong inside `grow { }`", it.span)
+    if "model" not in spec.sections and not _stack:
+        raise SpecError("no `model { }` section", None, hint="add `model { ... }` with the layers")
+    return spec
+
+
+def settings(stmt: A.Stmt | None, env: dict) -> dict:
+    """The `key = value` entries of a data/train section, evaluated."""
+    out = {}
+    if stmt is None:
+        return out
+    for it in stmt.body:
+        if not isinstance(it, A.Entry):
+            raise SpecError(f"`{stmt.name}` holds settings (`key = value`)", it.span)
+        v = evaluate(it.value, env)
+        out[it.key] = str(v) if isinstance(v, Symbol) else v
+    return out
+
+
+class Elaborator:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+
+    # ------------------------------------------------------------------ bodies
+    def body(self, items, env, names: set) -> list:
+        out = []
+        for it in items:
+            if isinstance(it, A.Entry):
+                raise SpecError(f"`{it.key} = ...` defines a parameter; parameters belong at the "
+                                "top of the file or in a block's parameter list", it.span)
+            if not isinstance(it, A.Stmt):
+                raise SpecError("only layers and regions may appear here", it.span)
+            node = self.stmt(it, env, names)
+            if node is not None:
+                out.append(node)
+        return out
+
+    def _claim(self, name, names, span):
+        if name in names:
+            raise SpecError(f"`{name}` is already used in this scope", span,
+                            hint="names within one block must be unique")
+        names.add(name)
+
+    def stmt(self, s: A.Stmt, env, names: set):
+        convex = "convex" in s.modifiers
+        if s.name in CONSTRUCTS:
+            return getattr(self, "c_" + s.name)(s, env, names, convex)
+        if s.name in self.spec.blocks:
+            return self.instance(s, env, names, convex)
+        op = get_op(s.name)
+        if op is not None and not op.internal:
+            if s.body is not None:
+                raise SpecError(f"op `{s.name}` takes no `{{ }}` body", s.span)
+            name = s.label or self._auto(s.name, names)
+            if s.label:
+                self._claim(name, names, s.span)
+            return OpInst(name, s.name, self.op_args(op, s, env), s.span, convex)
+        if s.body is not None and s.args is None and s.label is None:
+            self._claim(s.name, names, s.name_span)
+            return Region("group", self.body(s.body, env, set()), name=s.name, span=s.span, convex=convex)
+        known = set(user_ops()) | CONSTRUCTS | set(self.spec.blocks)
+        raise SpecError(f"unknown op or block `{s.name}`", s.name_span or s.span,
+                        hint=did_you_mean(s.name, known) or "see `morphc ops` for the op list")
+
+    @staticmethod
+    def _auto(base, names):
+        name, i = base, 1
+        while name in names:
+            name, i = f"{base}_{i}", i + 1
+        names.add(name)
+        return name
+
+    # ------------------------------------------------------------------ arguments
+    def eval_args(self, s: A.Stmt | A.Call, env) -> tuple[list, dict, dict]:
+        pos, kw, spans = [], {}, {}
+        for a in s.args or []:
+            v = evaluate(a.value, env)
+            if a.name is None:
+                if kw:
+                    raise SpecError("positional argument after a keyword argument", a.span)
+                pos.append((v, a))
+            else:
+                if a.name in kw:
+                    raise SpecError(f"argument `{a.name}` given twice", a.span)
+                kw[a.name], spans[a.name] = v, a
+        return pos, kw, spans
+
+    def op_args(self, op, s, env) -> dict:
+        pos, kw, spans = self.eval_args(s, env)
+        if pos:
+            raise SpecError(f"`{s.name}` takes keyword arguments only (`key = value`)", pos[0][1].span,
+                            hint=f"arguments: {', '.join(op.Args.model_fields)}")
+        return validate_args(op, kw, spans, s)
+
+    # ------------------------------------------------------------------ constructs
+    def c_residual(self, s, env, names, convex):
+        if s.body is None or s.args:
+            raise SpecError("write a residual as `residual { ... }`", s.span)
+        if s.label:
+            self._claim(s.label, names, s.span)
+            inner = self.body(s.body, env, set())
+        else:
+            inner = self.body(s.body, env, names)
+        return Region("residual", inner, name=s.label, span=s.span, convex=convex)
+
+    def c_parallel(self, s, env, names, convex):
+        pos, kw, spans = self.eval_args(s, env)
+        extra = set(kw) - {"join", "split"}
+        if extra or pos:
+            bad = sorted(extra)[0] if extra else None
+            raise SpecError(f"parallel takes `join` and `split`, not `{bad}`" if bad else
+                            "parallel takes keyword arguments `join` and `split`",
+                            (spans[bad] if bad else pos[0][1]).span)
+        join = str(kw.get("join", "concat"))
+        if join not in JOINS:
+            raise SpecError(f"unknown join `{join}`", spans["join"].span,
+                            hint=did_you_mean(join, JOINS) or f"joins: {', '.join(sorted(JOINS))}")
+        if not s.body:
+            raise SpecError("parallel needs at least one branch in `{ }`", s.span)
+        if s.label:
+            self._claim(s.label, names, s.span)
+        bnames: set = set() if s.label else names
+        branches = []
+        for b in s.body:
+            node = self.stmt(b, env, bnames)
+            branches.append(node if isinstance(node, Region) and node.kind == "group"
+                            else Region("group", [node], span=b.span))
+        split = kw.get("split")
+        if split is not None and (not isinstance(split, int) or split != len(branches)):
+            raise SpecError(f"split = {split} but there are {len(branches)} branches",
+                            spans["split"].span, hint="split must equal the number of branches")
+        return Region("parallel", branches, name=s.label, span=s.span, convex=convex,
+                      attrs={"join": join, "split": bool(split)})
+
+    def c_partition(self, s, env, names, convex):
+        pos, kw, spans = self.eval_args(s, env)
+        lanes = kw.get("lanes", pos[0][0] if pos else None)
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1 or set(kw) - {"lanes"}:
+            raise SpecError("write a partition as `partition(lanes = H) { ... }`", s.span)
+        if s.body is None:
+            raise SpecError("partition needs a body `{ ... }`", s.span)
+        if s.label:
+            self._claim(s.label, names, s.span)
+        inner = self.body(s.body, env, set() if s.label else names)
+        return Region("partition", inner, name=s.label, span=s.span, convex=convex, attrs={"lanes": lanes})
+
+    def c_repeat(self, s, env, names, convex):
+        pos, kw, _ = self.eval_args(s, env)
+        n = pos[0][0] if pos else kw.get("n")
+        if not s.label:
+            raise SpecError("a repeat needs a name: `blocks: repeat(4) { ... }`", s.span)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise SpecError("repeat needs a positive count: `repeat(4) { ... }`", s.span)
+        if s.body is None:
+            raise SpecError("repeat needs a body `{ ... }`", s.span)
+        self._claim(s.label, names, s.span)
+        kids = [Region("group", self.body(s.body, env, set()), name=str(i), span=s.span) for i in range(n)]
+        return Region("group", kids, name=s.label, span=s.span, convex=convex, attrs={"repeat": n})
+
+    def c_pyramid(self, s, env, names, convex):
+        from .pyramid import expand_pyramid
+
+        pos, kw, spans = self.eval_args(s, env)
+        if not s.label:
+            raise SpecError("a pyramid needs a name: `p: pyramid(block = B, width = 64)`", s.span)
+        block = kw.get("block")
+        if block not in self.spec.blocks:
+            sp = spans.get("block", s).span
+            raise SpecError(f"pyramid needs `block = Name` of a defined block, got `{block}`", sp,
+                            hint=did_you_mean(str(block), self.spec.blocks))
+        levels, width = kw.get("levels", 1), kw.get("width")
+        if not isinstance(levels, int) or levels < 1 or not isinstance(width, int) or width < 1:
+            raise SpecError("pyramid needs `width = W` and `levels = k` (positive integers)", s.span)
+        self._claim(s.label, names, s.span)
+        return expand_pyramid(self, s.label, str(block), width, levels, s.span, convex)
+
+    def instance(self, s, env, names, convex, bound=None):
+        bdef, genv = self.spec.blocks[s.name]
+        if s.body is not None:
+            raise SpecError(f"block `{s.name}` is used without a `{{ }}` body", s.span)
+        benv = dict(genv)
+        if bound is None:
+            pos, kw, spans = self.eval_args(s, env)
+            bound = bind_params(bdef, pos, kw, spans, s, genv)
+        benv.update(bound)
+        if s.label:
+            self._claim(s.label, names, s.span)
+        kids = self.body(bdef.body, benv, set() if s.label else names)
+        return Region("group", kids, name=s.label, span=s.span,
+                      convex=convex or "convex" in bdef.modifiers,
+                      attrs={"block": (s.name, dict(bound))})
+
+
+def bind_params(bdef: A.BlockDef, pos, kw, spans, s, genv) -> dict:
+    names = [p.name for p in bdef.params]
+    if len(pos) > len(names):
+        raise SpecError(f"block `{bdef.name}` takes {len(names)} arguments, got {len(pos)}",
+                        pos[len(names)][1].span)
+    bound = {n: v for n, (v, _) in zip(names, pos)}
+    for k, v in kw.items():
+        if k not in names:
+            raise SpecError(f"block `{bdef.name}` has no parameter `{k}`", spans[k].span,
+                            hint=did_you_mean(k, names) or f"parameters: {', '.join(names)}")
+        if k in bound:
+            raise SpecError(f"parameter `{k}` given twice", spans[k].span)
+        bound[k] = v
+    for p in bdef.params:
+        if p.name not in bound:
+            if p.default is None:
+                raise SpecError(f"block `{bdef.name}` needs parameter `{p.name}`", s.span,
+                                hint=f"e.g. `{bdef.name}({p.name} = ...)`")
+            bound[p.name] = evaluate(p.default, {**genv, **bound})
+    return bound
+
+
+def validate_args(op, kw: dict, spans: dict, s) -> dict:
+    """Validate op arguments against the op's pydantic schema; errors point at the argument."""
+    fields = op.Args.model_fields
+    for k, v in kw.items():
+        if k not in fields:
+            raise SpecError(f"`{op.name}` has no argument `{k}`", spans[k].span,
+                            hint=did_you_mean(k, fields) or
+                            (f"arguments: {', '.join(fields)}" if fields else f"`{op.name}` takes no arguments"))
+        if isinstance(v, Inexact) and fields[k].annotation is not float:
+            raise SpecError(f"`{k}` needs an integer but the division gives {float(v):g}", spans[k].value.span,
+                            hint="use a width that divides evenly, or `//` to round down")
+    clean = {k: (str(v) if isinstance(v, (Symbol, Dotted)) else v) for k, v in kw.items()}
+    try:
+        model = op.Args.model_validate(clean)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else None
+        where = spans[key].span if key in spans else s.span
+        if err["type"] == "missing":
+            raise SpecError(f"`{op.name}` needs argument `{key}`", s.span,
+                            hint=f"e.g. `{op.name}({key} = ...)`") from None
+        got = kw.get(key)
+        msg = err["msg"].replace("Input should be", "should be")
+        hint = None
+        if isinstance(got, Symbol):
+            hint = f"`{got}` is not a defined parameter"
+        if isinstance(got, float) and has_division(spans[key].value) if key in spans else False:
+            hint = "the division is not exact"
+        raise SpecError(f"`{op.name}` argument `{key}` {msg} (got {got!r})", where, hint=hint) from None
+    return {k: getattr(model, k) for k in clean}

@@ -1,0 +1,123 @@
+"""IR data structures.
+
+A `MorphGraph` holds the model as a *region tree* — sequences, residuals, parallel branches,
+partitions, named groups, with `OpInst` leaves — and its lowering to a networkx DAG (a node per
+op instance, keyed by its dotted path, with resolved arguments, shapes and source span; edges are
+tensors). Rewrites edit the tree and re-lower; verifiers, shape inference and the fx compiler
+read the DAG.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from ..errors import Span
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """Shape of a tensor flowing in the model: (B, T) token ids or (B, T, C) features."""
+
+    channels: int | None  # None: token ids
+    lanes: int | None = None
+
+    @property
+    def dims(self) -> tuple:
+        return ("B", "T") if self.channels is None else ("B", "T", self.channels)
+
+    def __str__(self) -> str:
+        if self.channels is None:
+            return "(B, T) ids"
+        return f"(B, T, {self.channels})" + (f" in {self.lanes} lanes" if self.lanes else "")
+
+
+@dataclass
+class OpInst:
+    """One op instance: `name: op(args)` in the spec."""
+
+    name: str
+    op: str
+    args: dict
+    span: Span | None = None
+    convex: bool = False
+
+
+@dataclass
+class Region:
+    """A structured region. kind: group | residual | parallel | partition.
+
+    - group: a sequence; if `name` is set it is a path component (a submodule).
+    - residual: out = x + body(x).
+    - parallel: `children` are branches (each a group); attrs: join, split.
+    - partition: a sequence whose ops run per lane; attrs: lanes.
+    `attrs["block"]` / `attrs["pyramid"]` record where a group came from, for emission.
+    """
+
+    kind: str
+    children: list = field(default_factory=list)
+    name: str | None = None
+    attrs: dict = field(default_factory=dict)
+    span: Span | None = None
+    convex: bool = False
+
+
+@dataclass
+class MorphGraph:
+    """The IR of a model: the region tree, its DAG, and the spec's other sections."""
+
+    name: str
+    root: Region
+    dag: nx.DiGraph
+    input_type: TensorType
+    output: str                                   # DAG key of the output node
+    sections: dict = field(default_factory=dict)  # data / train settings, grow rules (AST)
+    blocks: dict = field(default_factory=dict)    # block definitions (AST) by name
+    params: dict = field(default_factory=dict)    # top-level spec parameters (evaluated)
+    filename: str | None = None
+    history: list = field(default_factory=list)   # rewrites applied, in order
+
+    # --- queries
+    def nodes(self):
+        """(key, attrs) of every DAG node in topological order."""
+        return [(k, self.dag.nodes[k]) for k in self.order]
+
+    @property
+    def order(self) -> list[str]:
+        return self.dag.graph["order"]
+
+    def op_nodes(self, op: str | None = None):
+        return [(k, d) for k, d in self.nodes() if d["kind"] == "op" and (op is None or d["op"] == op)]
+
+    def param_shapes(self) -> dict[str, tuple]:
+        """Every parameter's full name and shape, as in the compiled module's state dict."""
+        out = {}
+        for k, d in self.nodes():
+            for pn, shp in d.get("param_shapes", {}).items():
+                out[f"{k}.{pn}"] = tuple(shp)
+        return out
+
+    def n_params(self) -> int:
+        n = 0
+        for shp in self.param_shapes().values():
+            p = 1
+            for x in shp:
+                p *= x
+            n += p
+        return n
+
+    def copy(self) -> "MorphGraph":
+        return copy.deepcopy(self)
+
+    def find_region(self, path: str):
+        """The region or OpInst at a dotted path (None if absent), with its parent list."""
+        from .lower import find
+
+        return find(self.root, path)
+
+    @property
+    def vocab(self) -> int | None:
+        out = self.dag.nodes[self.output]["type"]
+        return out.channels

@@ -1,0 +1,143 @@
+"""Region tree → networkx DAG, with shape inference (no weights are allocated).
+
+Node keys are dotted paths (`blocks.0.attn`); structural nodes (residual adds, joins, slices)
+get `scope#kindN` keys. Each node records op, user args, resolved args, input/output types,
+parameter shapes, span, and the lane count in force.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from ..errors import ShapeError
+from ..ops import get_op
+from .graph import OpInst, Region, TensorType
+
+
+class Lowering:
+    def __init__(self):
+        self.g = nx.DiGraph()
+        self.order: list[str] = []
+        self.counters: dict[str, int] = {}
+
+    def node(self, key, inputs, **attrs):
+        self.g.add_node(key, inputs=list(inputs), **attrs)
+        for i in inputs:
+            self.g.add_edge(i, key)
+        self.order.append(key)
+        return key
+
+    def struct_key(self, scope, kind):
+        c = self.counters.get((scope, kind), 0)
+        self.counters[(scope, kind)] = c + 1
+        return f"{scope}#{kind}{c}" if scope else f"#{kind}{c}"
+
+    # ------------------------------------------------------------------
+    def seq(self, items, x, t, scope, lanes, regions):
+        for it in items:
+            x, t = self.lower(it, x, t, scope, lanes, regions)
+        return x, t
+
+    def lower(self, it, x, t, scope, lanes, regions):
+        if isinstance(it, OpInst):
+            return self.op(it, x, t, scope, lanes, regions)
+        sc = f"{scope}.{it.name}" if (scope and it.name) else (it.name or scope)
+        regs = regions + ([(it, sc)] if (it.convex or it.kind in ("partition",) or it.name) else [])
+        if it.kind == "group":
+            return self.seq(it.children, x, t, sc, lanes, regs)
+        if it.kind == "partition":
+            L = it.attrs["lanes"]
+            if t.channels is None or t.channels % L:
+                raise ShapeError(f"{t} does not split into {L} lanes", it.span,
+                                 hint="the width must be a multiple of the lane count")
+            y, u = self.seq(it.children, x, TensorType(t.channels, L), sc, L, regs)
+            return y, TensorType(u.channels, None)
+        if it.kind == "residual":
+            y, u = self.seq(it.children, x, t, sc, lanes, regs)
+            if u.channels != t.channels:
+                raise ShapeError(f"residual body changes the width from {t.channels} to {u.channels}",
+                                 it.span, hint="the body of a residual must keep the width")
+            k = self.struct_key(sc, "add")
+            self.node(k, [x, y], kind="op", op="add", args={}, resolved={"n": 2}, type=t,
+                      in_types=[t, u], span=it.span, lanes=lanes, regions=regs, param_shapes={},
+                      buffer_shapes={}, residual=True)
+            return k, t
+        if it.kind == "parallel":
+            return self.parallel(it, x, t, sc, lanes, regs)
+        raise ValueError(f"unknown region kind {it.kind}")
+
+    def parallel(self, it, x, t, sc, lanes, regs):
+        n = len(it.children)
+        outs, types = [], []
+        for i, br in enumerate(it.children):
+            bx, bt = x, t
+            if it.attrs.get("split"):
+                if t.channels is None or t.channels % n:
+                    raise ShapeError(f"{t} does not split into {n} equal parts", it.span)
+                w = t.channels // n
+                k = self.struct_key(sc, "slice")
+                r = {"start": i * w, "stop": (i + 1) * w}
+                bt = TensorType(w, None)
+                bx = self.node(k, [x], kind="op", op="slice", args=r, resolved=r, type=bt, in_types=[t],
+                               span=it.span, lanes=lanes, regions=regs, param_shapes={}, buffer_shapes={})
+            y, u = self.lower(br, bx, bt, sc, lanes, regs)
+            outs.append(y)
+            types.append(u)
+        join = it.attrs["join"]
+        op = get_op(join)
+        try:
+            r, ot = op.infer({"n": n}, types, lanes)
+        except ValueError as e:
+            raise ShapeError(str(e), it.span) from None
+        k = self.struct_key(sc, join)
+        self.node(k, outs, kind="op", op=join, args={}, resolved={**r, "n": n}, type=ot, in_types=types,
+                  span=it.span, lanes=lanes, regions=regs, param_shapes={}, buffer_shapes={})
+        return k, ot
+
+    def op(self, it: OpInst, x, t, scope, lanes, regions):
+        op = get_op(it.op)
+        key = f"{scope}.{it.name}" if scope else it.name
+        defaults = {k: f.default for k, f in op.Args.model_fields.items() if not f.is_required()}
+        try:
+            r, ot = op.infer({**defaults, **it.args}, [t], lanes)
+        except ValueError as e:
+            raise ShapeError(f"{it.op}: {e}", it.span, node=key) from None
+        if lanes and not op.lanes_ok:
+            raise ShapeError(f"`{it.op}` cannot run inside a partition", it.span, node=key,
+                             hint="move it outside `partition { }`")
+        regs = regions + ([(it, key)] if it.convex else [])
+        return self.node(key, [x], kind="op", op=it.op, args=dict(it.args), resolved=r, type=ot,
+                         in_types=[t], span=it.span, lanes=lanes, regions=regs,
+                         param_shapes=op.param_shapes(r), buffer_shapes=op.buffer_shapes(r),
+                         convex=it.convex), ot
+
+
+def lower(root: Region, input_type: TensorType):
+    lw = Lowering()
+    x = lw.node("input", [], kind="input", op="input", type=input_type, span=None, lanes=None,
+                regions=[], param_shapes={}, buffer_shapes={}, resolved={}, args={}, in_types=[])
+    out, _ = lw.seq(root.children, x, input_type, "", None, [])
+    lw.g.graph["order"] = lw.order
+    return lw.g, out
+
+
+def find(root: Region, path: str):
+    """The region or op at a dotted path, or None."""
+    parts = path.split(".") if path else []
+
+    def walk(items, parts):
+        if not parts:
+            return None
+        for it in items:
+            if isinstance(it, OpInst):
+                if it.name == parts[0] and len(parts) == 1:
+                    return it
+                continue
+            if it.name is None:
+                hit = walk(it.children, parts)
+                if hit is not None:
+                    return hit
+            elif it.name == parts[0]:
+                return it if len(parts) == 1 else walk(it.children, parts[1:])
+        return None
+
+    return walk(root.children, parts)

@@ -1,0 +1,231 @@
+"""Embeddings, norms, linear maps, unembedding, dropout."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ir.graph import TensorType
+from .modules import Norm, PosEmbed, make_linear
+from .registry import Args, Facts, Op, register
+from .types import Lanes, PosInt
+
+
+def need_features(op, inputs):
+    if inputs[0].channels is None:
+        raise ValueError(f"{op} needs features (B, T, C) but gets token ids; put an `embed` first")
+    return inputs[0].channels
+
+
+def check_lanes(op, C, lanes, what="channels"):
+    if lanes and C % lanes:
+        raise ValueError(f"{op}: {C} {what} do not split into {lanes} lanes")
+
+
+@register
+class Embed(Op):
+    name = "embed"
+    doc = "token embedding: ids (B, T) -> (B, T, dim)"
+
+    class Args(Args):
+        vocab: PosInt
+        dim: PosInt
+
+    def infer(self, a, inputs, lanes):
+        if inputs[0].channels is not None:
+            raise ValueError(f"embed takes token ids but gets features {inputs[0]}")
+        return dict(a), TensorType(a["dim"], lanes)
+
+    def param_shapes(self, r):
+        return {"weight": (r["vocab"], r["dim"])}
+
+    def build(self, r):
+        m = nn.Embedding(r["vocab"], r["dim"])
+        nn.init.normal_(m.weight, std=0.02)
+        return m
+
+    def flops(self, r):
+        return 0
+
+    def facts(self, r):
+        return Facts("unknown", why="embed looks up token ids; it is not a function of real inputs")
+
+
+@register
+class PosEmbedOp(Op):
+    name = "pos_embed"
+    doc = "adds a learned position embedding (first `ctx` positions)"
+    lanes_ok = True
+
+    class Args(Args):
+        ctx: PosInt
+
+    def infer(self, a, inputs, lanes):
+        C = need_features(self.name, inputs)
+        return {**a, "dim": C}, inputs[0]
+
+    def param_shapes(self, r):
+        return {"weight": (r["ctx"], r["dim"])}
+
+    def build(self, r):
+        return PosEmbed(r["ctx"], r["dim"])
+
+    def flops(self, r):
+        return 0
+
+    def facts(self, r):
+        return Facts("affine", ("incr",))
+
+    def channel_map(self, r):
+        return "elementwise"
+
+
+class _NormOp(Op):
+    lanes_ok = True
+
+    class Args(Args):
+        eps: float = 1e-5
+        bias: bool = True
+        lanes: Lanes = None
+
+    def infer(self, a, inputs, lanes):
+        C = need_features(self.name, inputs)
+        r = {**a, "dim": C, "lanes": a.get("lanes") or lanes}
+        check_lanes(self.name, C, r["lanes"])
+        return r, inputs[0]
+
+    def param_shapes(self, r):
+        out = {"weight": (r["dim"],)}
+        if self.name == "layernorm" and r.get("bias", True):
+            out["bias"] = (r["dim"],)
+        return out
+
+    def build(self, r):
+        return Norm(r["dim"], self.name, r["eps"], r.get("bias", True), r.get("lanes"))
+
+    def flops(self, r):
+        return 5 * r["dim"]
+
+    def facts(self, r):
+        return Facts("unknown", why=f"{self.name} is not convex: it divides by an input-dependent scale")
+
+    def channel_map(self, r):
+        return "lane" if r.get("lanes") else "full"
+
+
+@register
+class LayerNorm(_NormOp):
+    name = "layernorm"
+    doc = "LayerNorm over channels (or per lane)"
+
+
+@register
+class RMSNorm(_NormOp):
+    name = "rmsnorm"
+    doc = "RMSNorm over channels (or per lane)"
+
+    class Args(Args):
+        eps: float = 1e-6
+        lanes: Lanes = None
+
+
+@register
+class Linear(Op):
+    name = "linear"
+    doc = "y = x W^T + b; `nonneg` keeps W >= 0 by W = softplus(weight_raw)"
+    lanes_ok = True
+    channels = "full"
+
+    class Args(Args):
+        out: PosInt
+        bias: bool = True
+        nonneg: bool = False
+        lanes: Lanes = None
+
+    def infer(self, a, inputs, lanes):
+        C = need_features(self.name, inputs)
+        ln = a.get("lanes", None) if "lanes" in a else None
+        ln = lanes if ln is None else ln
+        if ln == 1:
+            ln = None
+        if a.get("nonneg") and ln:
+            raise ValueError("a nonneg linear cannot run per lane yet")
+        r = {**a, "in": C, "lanes": ln}
+        check_lanes(self.name, C, ln)
+        check_lanes(self.name, a["out"], ln, "outputs")
+        return r, TensorType(a["out"], inputs[0].lanes)
+
+    def param_shapes(self, r):
+        i, o, L = r["in"], r["out"], r.get("lanes")
+        w = "weight_raw" if r.get("nonneg") else "weight"
+        out = {w: (L, o // L, i // L) if L else (o, i)}
+        if r.get("bias", True):
+            out["bias"] = (L, o // L) if L else (o,)
+        return out
+
+    def build(self, r):
+        return make_linear(r["in"], r["out"], r.get("bias", True), r.get("lanes"), r.get("nonneg", False))
+
+    def facts(self, r):
+        if r.get("nonneg"):
+            return Facts("affine", ("incr",))
+        return Facts("affine", ("none",), why="weight may be negative: declare it `nonneg = true`")
+
+    def zero_output(self, m):
+        if hasattr(m, "weight_raw"):
+            return False
+        nn.init.zeros_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+        return True
+
+
+@register
+class Unembed(Op):
+    name = "unembed"
+    doc = "logits: (B, T, C) -> (B, T, vocab); `tie = name` shares an embed's weight"
+    channels = "full"
+
+    class Args(Args):
+        vocab: PosInt
+        tie: Optional[str] = None
+        bias: bool = False
+
+    def infer(self, a, inputs, lanes):
+        C = need_features(self.name, inputs)
+        return {**a, "in": C}, TensorType(a["vocab"])
+
+    def param_shapes(self, r):
+        out = {} if r.get("tie") else {"weight": (r["vocab"], r["in"])}
+        if r.get("bias"):
+            out["bias"] = (r["vocab"],)
+        return out
+
+    def build(self, r):
+        m = nn.Linear(r["in"], r["vocab"], bias=r.get("bias", False))
+        nn.init.normal_(m.weight, std=0.02)
+        if r.get("tie"):
+            del m.weight
+        return m
+
+    def flops(self, r):
+        return 2 * r["vocab"] * r["in"]
+
+    def facts(self, r):
+        return Facts("affine", ("none",), why="weight may be negative")
+
+
+@register
+class Dropout(Op):
+    name = "dropout"
+    doc = "dropout with probability p (training only)"
+
+    class Args(Args):
+        p: float = 0.1
+
+    def build(self, r):
+        return nn.Dropout(r["p"])
+
+    def facts(self, r):
+        return Facts("affine", ("incr",))

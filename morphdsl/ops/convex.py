@@ -1,0 +1,126 @@
+"""Petals (ICNNs), hulls of petals, and the cross-lane mixer."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from ..ir.graph import TensorType
+from .basic import check_lanes, need_features
+from .modules import Hull, LaneMixer
+from .registry import Args, Facts, Op, register
+from .types import Lanes, PosInt
+
+Act = Literal["relu", "softplus", "leaky_relu"]
+
+
+class _HullBase(Op):
+    lanes_ok = True
+    channels = "full"
+
+    def resolve(self, a, inputs, lanes, petals):
+        C = need_features(self.name, inputs)
+        ln = a.get("lanes") or lanes
+        out = a.get("out") or C
+        if out == "vector":
+            out = C
+        check_lanes(self.name, C, ln)
+        check_lanes(self.name, out, ln, "outputs")
+        if a.get("act") == "leaky_relu" and not (0 <= a.get("slope", 0.01) <= 1):
+            raise ValueError("leaky_relu slope must be in [0, 1] for a convex petal")
+        r = {**a, "dim": C, "out": out, "lanes": ln, "petals": petals}
+        return r, TensorType(out, inputs[0].lanes if ln else None)
+
+    def param_shapes(self, r):
+        L, P, w, k = r.get("lanes") or 1, r["petals"], r["width"], r["layers"]
+        d, o = r["dim"] // L, r["out"] // L
+        out = {"w0": (L, P, w, d), "b0": (L, P, w)}
+        for i in range(1, k):
+            out.update({f"wz{i}": (L, P, w, w), f"wx{i}": (L, P, w, d), f"b{i}": (L, P, w)})
+        out.update({"wz_out": (L, P, o, w), "wx_out": (L, P, o, d), "b_out": (L, P, o)})
+        if r.get("pool") == "sum":
+            out["mix_raw"] = (L, P)
+        return out
+
+    def buffer_shapes(self, r):
+        return {"alpha": ((r.get("lanes") or 1), r["petals"])}
+
+    def build(self, r):
+        return Hull(r["dim"], r["petals"], r["layers"], r["width"], r["out"], r.get("pool", "mean"),
+                    r.get("act", "relu"), r.get("slope", 0.01), r.get("lanes"))
+
+    def facts(self, r):
+        return Facts("convex", ("none",),
+                     why="a petal's input weights W_x may be negative, so it is not monotone")
+
+
+@register
+class PetalOp(_HullBase):
+    name = "petal"
+    doc = "an input-convex network (ICNN) of `layers` layers of `width` units"
+
+    class Args(Args):
+        layers: PosInt = 2
+        width: PosInt = 16
+        out: Optional[PosInt] = None
+        act: Act = "relu"
+        slope: float = 0.01
+        lanes: Lanes = None
+
+    def infer(self, a, inputs, lanes):
+        r, t = self.resolve(a, inputs, lanes, 1)
+        r["pool"] = "mean"
+        return r, t
+
+
+@register
+class HullOp(_HullBase):
+    name = "hull"
+    doc = "P petals pooled by max | logsumexp | mean | sum (nonneg weights); out=1 is scalar"
+
+    class Args(Args):
+        petals: PosInt = 4
+        layers: PosInt = 2
+        width: PosInt = 16
+        out: Optional[PosInt] = None
+        pool: Literal["max", "logsumexp", "mean", "sum"] = "max"
+        act: Act = "relu"
+        slope: float = 0.01
+        lanes: Lanes = None
+
+    def infer(self, a, inputs, lanes):
+        return self.resolve(a, inputs, lanes, a.get("petals", 4))
+
+
+@register
+class MixOp(Op):
+    name = "mix"
+    doc = "declared cross-lane mixer: a doubly-stochastic (Sinkhorn) matrix over lanes"
+    channels = "mixer"
+    lanes_ok = True
+
+    class Args(Args):
+        kind: Literal["sinkhorn"] = "sinkhorn"
+        iters: PosInt = 10
+        lanes: Lanes = None
+
+    def infer(self, a, inputs, lanes):
+        C = need_features(self.name, inputs)
+        ln = a.get("lanes") or lanes
+        if not ln:
+            raise ValueError("mix needs lanes: use it inside `partition(lanes = H)` or give lanes")
+        check_lanes(self.name, C, ln)
+        return {**a, "dim": C, "lanes": ln}, inputs[0]
+
+    def param_shapes(self, r):
+        return {"logits": (r["lanes"], r["lanes"])}
+
+    def build(self, r):
+        return LaneMixer(r["lanes"], r.get("iters", 10))
+
+    def channel_map(self, r):
+        return "mixer"
+
+    def facts(self, r):
+        return Facts("affine", ("incr",))  # input-independent nonneg mixing weights
+
+    def flops(self, r):
+        return 2 * r["lanes"] * r["dim"]

@@ -1,0 +1,123 @@
+"""Attention and MLP."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from .basic import check_lanes, need_features
+from .modules import MLP, Attention
+from .registry import Args, Facts, Op, register
+from .types import Lanes, PosInt
+
+
+@register
+class AttentionOp(Op):
+    name = "attention"
+    doc = "multi-head self-attention (causal by default); inner width heads*head_dim"
+    lanes_ok = True
+    channels = "full"
+    positions = "causal"
+
+    class Args(Args):
+        heads: PosInt
+        head_dim: Optional[PosInt] = None
+        causal: bool = True
+        bias: bool = True
+        dropout: float = 0.0
+        lanes: Lanes = None
+
+    def infer(self, a, inputs, lanes):
+        C = need_features(self.name, inputs)
+        ln = a.get("lanes") or lanes
+        hd = a.get("head_dim")
+        if hd is None:
+            if C % a["heads"]:
+                raise ValueError(f"{C} channels do not split into {a['heads']} heads; "
+                                 f"give head_dim or change heads")
+            hd = C // a["heads"]
+        if ln:
+            check_lanes(self.name, C, ln)
+            if a["heads"] % ln:
+                raise ValueError(f"{a['heads']} heads do not split into {ln} lanes")
+        return {**a, "dim": C, "head_dim": hd, "lanes": ln}, inputs[0]
+
+    def param_shapes(self, r):
+        C, inner, L, b = r["dim"], r["heads"] * r["head_dim"], r.get("lanes"), r.get("bias", True)
+        if L:
+            out = {"qkv.weight": (L, 3 * inner // L, C // L), "proj.weight": (L, C // L, inner // L)}
+            if b:
+                out.update({"qkv.bias": (L, 3 * inner // L), "proj.bias": (L, C // L)})
+        else:
+            out = {"qkv.weight": (3 * inner, C), "proj.weight": (C, inner)}
+            if b:
+                out.update({"qkv.bias": (3 * inner,), "proj.bias": (C,)})
+        return out
+
+    def build(self, r):
+        return Attention(r["dim"], r["heads"], r["head_dim"], r.get("causal", True),
+                         r.get("bias", True), r.get("dropout", 0.0), r.get("lanes"))
+
+    def positions_of(self, r):
+        return "causal" if r.get("causal", True) else "noncausal"
+
+    def facts(self, r):
+        return Facts("unknown", why="softmax attention is not convex")
+
+    def zero_output(self, m):
+        m.proj.weight.data.zero_()
+        if m.proj.bias is not None:
+            m.proj.bias.data.zero_()
+        return True
+
+
+@register
+class MLPOp(Op):
+    name = "mlp"
+    doc = "fc -> act -> proj, hidden units `hidden` (or `mult` x width)"
+    lanes_ok = True
+    channels = "full"
+
+    class Args(Args):
+        hidden: Optional[PosInt] = None
+        mult: Optional[PosInt] = None
+        act: Literal["gelu", "relu", "silu", "softplus", "tanh"] = "gelu"
+        bias: bool = True
+        dropout: float = 0.0
+        lanes: Lanes = None
+
+    def infer(self, a, inputs, lanes):
+        C = need_features(self.name, inputs)
+        if a.get("hidden") is None and a.get("mult") is None:
+            raise ValueError("mlp needs `hidden = N` (or `mult = k` for k x width)")
+        hidden = a["hidden"] if a.get("hidden") is not None else a["mult"] * C
+        ln = a.get("lanes") or lanes
+        check_lanes(self.name, C, ln)
+        check_lanes(self.name, hidden, ln, "hidden units")
+        r = {**a, "dim": C, "hidden": hidden, "lanes": ln}
+        r.pop("mult", None)
+        return r, inputs[0]
+
+    def param_shapes(self, r):
+        C, H, L, b = r["dim"], r["hidden"], r.get("lanes"), r.get("bias", True)
+        if L:
+            out = {"fc.weight": (L, H // L, C // L), "proj.weight": (L, C // L, H // L)}
+            if b:
+                out.update({"fc.bias": (L, H // L), "proj.bias": (L, C // L)})
+        else:
+            out = {"fc.weight": (H, C), "proj.weight": (C, H)}
+            if b:
+                out.update({"fc.bias": (H,), "proj.bias": (C,)})
+        return out
+
+    def build(self, r):
+        return MLP(r["dim"], r["hidden"], r.get("act", "gelu"), r.get("bias", True),
+                   r.get("lanes"), r.get("dropout", 0.0))
+
+    def facts(self, r):
+        return Facts("unknown", why=f"an mlp with unconstrained weights and {r.get('act', 'gelu')} "
+                                    "is not convex; use a hull of petals")
+
+    def zero_output(self, m):
+        m.proj.weight.data.zero_()
+        if m.proj.bias is not None:
+            m.proj.bias.data.zero_()
+        return True

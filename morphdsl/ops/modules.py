@@ -1,0 +1,230 @@
+"""nn.Modules behind the ops. Shape comments follow nanoGPT: B batch, T time, C channels,
+L lanes, P petals, nh heads, hs head size."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def inv_softplus(y: torch.Tensor) -> torch.Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
+
+class LaneLinear(nn.Module):
+    """A block-diagonal linear map: lane l of the output reads only lane l of the input."""
+
+    def __init__(self, lanes: int, d_in: int, d_out: int, bias: bool = True):
+        super().__init__()
+        self.lanes, self.d_in, self.d_out = lanes, d_in, d_out
+        self.weight = nn.Parameter(torch.empty(lanes, d_out, d_in))
+        self.bias = nn.Parameter(torch.zeros(lanes, d_out)) if bias else None
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):  # (B, T, L*d_in) -> (B, T, L*d_out)
+        B, T, _ = x.shape
+        y = torch.einsum("btli,loi->btlo", x.view(B, T, self.lanes, self.d_in), self.weight)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(B, T, self.lanes * self.d_out)
+
+
+class NonnegLinear(nn.Module):
+    """y = x W^T + b with W = softplus(weight_raw) >= 0 (a reparametrisation, so it holds
+    through any optimizer step)."""
+
+    def __init__(self, d_in: int, d_out: int, bias: bool = True):
+        super().__init__()
+        self.weight_raw = nn.Parameter(inv_softplus(torch.rand(d_out, d_in) / d_in + 1e-4))
+        self.bias = nn.Parameter(torch.zeros(d_out)) if bias else None
+
+    @property
+    def weight(self):
+        return F.softplus(self.weight_raw)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+
+def make_linear(d_in: int, d_out: int, bias: bool, lanes: int | None, nonneg: bool = False):
+    if nonneg:
+        if lanes:
+            raise ValueError("nonneg lanes not supported")
+        return NonnegLinear(d_in, d_out, bias)
+    if lanes:
+        return LaneLinear(lanes, d_in // lanes, d_out // lanes, bias)
+    lin = nn.Linear(d_in, d_out, bias=bias)
+    nn.init.normal_(lin.weight, std=0.02)
+    if bias:
+        nn.init.zeros_(lin.bias)
+    return lin
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, ctx: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(ctx, dim) * 0.02)
+
+    def forward(self, x):  # (B, T, C)
+        return x + self.weight[: x.shape[1]]
+
+
+class Norm(nn.Module):
+    """LayerNorm or RMSNorm, over all channels or per lane."""
+
+    def __init__(self, dim: int, kind: str, eps: float, bias: bool, lanes: int | None):
+        super().__init__()
+        self.kind, self.eps, self.lanes, self.dim = kind, eps, lanes or 1, dim
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if (bias and kind == "layernorm") else None
+
+    def forward(self, x):  # (B, T, C)
+        B, T, C = x.shape
+        L = self.lanes
+        if L == 1:
+            if self.kind == "layernorm":
+                return F.layer_norm(x, (C,), self.weight, self.bias, self.eps)
+            return F.rms_norm(x, (C,), self.weight, self.eps)
+        h = x.view(B, T, L, C // L)
+        if self.kind == "layernorm":
+            h = F.layer_norm(h, (C // L,), None, None, self.eps)
+        else:
+            h = F.rms_norm(h, (C // L,), None, self.eps)
+        y = h.reshape(B, T, C) * self.weight
+        return y + self.bias if self.bias is not None else y
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; with lanes, head h reads and writes only its lane."""
+
+    def __init__(self, dim, heads, head_dim, causal=True, bias=True, dropout=0.0, lanes=None):
+        super().__init__()
+        self.heads, self.head_dim, self.causal, self.dropout = heads, head_dim, causal, dropout
+        self.lanes = lanes
+        inner = heads * head_dim
+        self.inner = inner
+        self.qkv = make_linear(dim, 3 * inner, bias, lanes)
+        self.proj = make_linear(inner, dim, bias, lanes)
+
+    def forward(self, x):
+        B, T, _ = x.shape
+        nh, hs = self.heads, self.head_dim
+        qkv = self.qkv(x)
+        if self.lanes:  # (B, T, L, 3, nh/L, hs): each lane holds its own heads' q, k, v
+            qkv = qkv.view(B, T, self.lanes, 3, nh // self.lanes, hs)
+            q, k, v = (qkv[:, :, :, i].reshape(B, T, nh, hs).transpose(1, 2) for i in range(3))
+        else:
+            q, k, v = qkv.split(self.inner, dim=2)
+            q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+            k = k.view(B, T, nh, hs).transpose(1, 2)
+            v = v.view(B, T, nh, hs).transpose(1, 2)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, T, self.inner)  # (B, T, nh*hs)
+        return self.proj(y)
+
+
+_ACTS = {
+    "relu": F.relu, "gelu": F.gelu, "silu": F.silu, "softplus": F.softplus,
+    "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+}
+
+
+class MLP(nn.Module):
+    def __init__(self, dim, hidden, act="gelu", bias=True, lanes=None, dropout=0.0):
+        super().__init__()
+        self.fc = make_linear(dim, hidden, bias, lanes)
+        self.proj = make_linear(hidden, dim, bias, lanes)
+        self.act_name = act
+        self.act = _ACTS[act]
+        self.dropout = dropout
+
+    def forward(self, x):  # (B, T, C) -> (B, T, hidden) -> (B, T, C)
+        y = self.proj(self.act(self.fc(x)))
+        return F.dropout(y, self.dropout, self.training) if self.dropout else y
+
+
+class Hull(nn.Module):
+    """P input-convex petals (ICNNs, Amos et al. 2017) per lane, pooled convexly.
+
+    Petal p: z1 = g(W0 x + b0); z_{k+1} = g(Wz_k z_k + Wx_k x + b_k); y = Wz_out z + Wx_out x + b,
+    with every Wz = softplus(raw) >= 0 and g convex nondecreasing. Pooling over petals is max,
+    logsumexp, mean or a nonneg weighted sum, gated by the buffer `alpha` (1 = active petal,
+    0 = a newly grown petal that does not yet contribute; a constant, so convexity is kept).
+    Parameters carry a lane dim L (1 outside partitions) and a petal dim P.
+    """
+
+    def __init__(self, dim, petals, layers, width, out, pool, act="relu", slope=0.01, lanes=None):
+        super().__init__()
+        L = lanes or 1
+        self.L, self.P, self.layers, self.pool, self.act_name, self.slope = L, petals, layers, pool, act, slope
+        d, o, w = dim // L, out // L, width
+        self.d, self.o, self.w = d, o, w
+        P = petals
+        self.w0 = nn.Parameter(torch.randn(L, P, w, d) / math.sqrt(d))
+        self.b0 = nn.Parameter(torch.zeros(L, P, w))
+        for k in range(1, layers):
+            setattr(self, f"wz{k}", nn.Parameter(inv_softplus(torch.rand(L, P, w, w) / w + 1e-4)))
+            setattr(self, f"wx{k}", nn.Parameter(torch.randn(L, P, w, d) / math.sqrt(d)))
+            setattr(self, f"b{k}", nn.Parameter(torch.zeros(L, P, w)))
+        self.wz_out = nn.Parameter(inv_softplus(torch.rand(L, P, o, w) / w + 1e-4))
+        self.wx_out = nn.Parameter(torch.randn(L, P, o, d) * 0.02)
+        self.b_out = nn.Parameter(torch.zeros(L, P, o))
+        if pool == "sum":
+            self.mix_raw = nn.Parameter(inv_softplus(torch.full((L, P), 1.0 / P)))
+        self.register_buffer("alpha", torch.ones(L, P))
+
+    def g(self, h):
+        if self.act_name == "relu":
+            return F.relu(h)
+        if self.act_name == "softplus":
+            return F.softplus(h)
+        return F.leaky_relu(h, self.slope)
+
+    def forward(self, x):  # (B, T, L*d) -> (B, T, L*o)
+        B, T, _ = x.shape
+        xl = x.view(B, T, self.L, self.d)
+        z = self.g(torch.einsum("btld,lpwd->btlpw", xl, self.w0) + self.b0)  # (B, T, L, P, w)
+        for k in range(1, self.layers):
+            wz = F.softplus(getattr(self, f"wz{k}"))
+            z = self.g(torch.einsum("btlpv,lpwv->btlpw", z, wz)
+                       + torch.einsum("btld,lpwd->btlpw", xl, getattr(self, f"wx{k}"))
+                       + getattr(self, f"b{k}"))
+        y = (torch.einsum("btlpw,lpow->btlpo", z, F.softplus(self.wz_out))
+             + torch.einsum("btld,lpod->btlpo", xl, self.wx_out) + self.b_out)  # (B, T, L, P, o)
+        a = self.alpha[..., None]  # (L, P, 1)
+        if self.pool == "max":
+            y = torch.amax(y + torch.log(a), dim=3)
+        elif self.pool == "logsumexp":
+            y = torch.logsumexp(y + torch.log(a), dim=3)
+        elif self.pool == "mean":
+            y = (y * a).sum(3) / a.sum(1)[..., None]
+        else:  # nonneg weighted sum
+            y = (y * (a * F.softplus(self.mix_raw)[..., None])).sum(3)
+        return y.reshape(B, T, self.L * self.o)
+
+
+def sinkhorn(logits: torch.Tensor, iters: int) -> torch.Tensor:
+    """A doubly-stochastic matrix from logits by alternating row/column normalisation."""
+    la = logits
+    for _ in range(iters):
+        la = la - torch.logsumexp(la, dim=1, keepdim=True)
+        la = la - torch.logsumexp(la, dim=0, keepdim=True)
+    return la.exp()
+
+
+class LaneMixer(nn.Module):
+    """Mixes lanes with a learned doubly-stochastic matrix M: out lane i = sum_j M_ij lane j."""
+
+    def __init__(self, lanes: int, iters: int = 10):
+        super().__init__()
+        self.lanes, self.iters = lanes, iters
+        self.logits = nn.Parameter(torch.eye(lanes) * 4.0)
+
+    def forward(self, x):  # (B, T, L*d)
+        B, T, C = x.shape
+        M = sinkhorn(self.logits, self.iters)
+        y = torch.einsum("ij,btjd->btid", M, x.view(B, T, self.lanes, C // self.lanes))
+        return y.reshape(B, T, C)

@@ -1,0 +1,118 @@
+"""The op registry. Each op states, in one class: its arguments (a pydantic schema), its shape
+rule, its parameters, how to build its module (or function), and its local facts for the
+verifiers (curvature, monotonicity, sign, how it mixes positions and channels).
+
+Growth rules register themselves against op names in `morphdsl.rewrites`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Curv = Literal["constant", "affine", "convex", "concave", "unknown"]
+Mono = Literal["incr", "decr", "none"]
+Sign = Literal["nonneg", "nonpos", "unknown"]
+
+
+class Args(BaseModel):
+    """Base of op argument schemas: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Local convexity facts of an op, as in CVXPY atoms.
+
+    `mono` gives monotonicity per argument; `mono_nonneg` overrides it for an argument known to
+    be nonnegative (e.g. square is increasing on x >= 0). `why` explains an `unknown` curvature.
+    """
+
+    curvature: Curv
+    mono: tuple[Mono, ...] = ("none",)
+    sign: Sign = "unknown"
+    mono_nonneg: tuple[Mono, ...] | None = None
+    mono_nonpos: tuple[Mono, ...] | None = None
+    why: str = ""
+    # an op that is only convex/affine when its first argument is affine (e.g. a product where
+    # one factor is a constant is handled by the rule, not here)
+    bilinear: bool = False
+    divides: bool = False
+
+
+class Op:
+    """Base class. Subclasses set `name`, `Args`, and override what applies."""
+
+    name: ClassVar[str]
+    Args: ClassVar[type[Args]] = Args
+    arity: ClassVar[int | None] = 1           # None: any number of inputs (joins)
+    lanes_ok: ClassVar[bool] = False          # can run per lane inside a partition
+    channels: ClassVar[str] = "elementwise"   # elementwise | lane | full | mixer
+    positions: ClassVar[str] = "pointwise"    # pointwise | causal | noncausal
+    functional: ClassVar[bool] = False        # compiled as call_function, not a module
+    internal: ClassVar[bool] = False          # created by the elaborator, not written by users
+    doc: ClassVar[str] = ""
+
+    # --- shapes
+    def infer(self, a: dict, inputs: list, lanes: int | None) -> tuple[dict, Any]:
+        """Resolve inferred arguments (e.g. input width) and return (resolved, output type)."""
+        return dict(a), inputs[0]
+
+    def param_shapes(self, r: dict) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def buffer_shapes(self, r: dict) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    # --- building
+    def build(self, r: dict):
+        """The nn.Module for resolved args `r` (parametrized ops)."""
+        raise NotImplementedError
+
+    def function(self, r: dict):
+        """The callable for a functional op: (*inputs) -> output."""
+        raise NotImplementedError
+
+    # --- facts
+    def facts(self, r: dict) -> Facts:
+        return Facts("unknown", why=f"{self.name} has no convexity facts")
+
+    def channel_map(self, r: dict) -> str:
+        """How channels flow, for lane isolation: elementwise | lane | full | mixer."""
+        if r.get("lanes") and self.lanes_ok:
+            return "lane"
+        return self.channels
+
+    def flops(self, r: dict) -> int:
+        """Forward multiply-adds x2 per token (attention's T-dependent part is added separately)."""
+        return 2 * sum(_prod(s) for s in self.param_shapes(r).values())
+
+    def zero_output(self, module) -> bool:
+        """Make the module's output exactly zero for every input (for identity insertion).
+        Returns False when this op cannot do it."""
+        return False
+
+
+def _prod(s):
+    n = 1
+    for x in s:
+        n *= x
+    return n
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def register(cls):
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_op(name: str) -> Op | None:
+    return REGISTRY.get(name)
+
+
+def user_ops() -> list[str]:
+    return sorted(n for n, op in REGISTRY.items() if not op.internal)
