@@ -6,15 +6,14 @@ byte, char or BPE tokenizer from them, and `TokenStream` serves reproducible (x,
 from __future__ import annotations
 
 
-class DataError(Exception):
+from ..errors import MorphError  # noqa: E402
+
+
+class DataError(MorphError):
     """A data source cannot be loaded. `str(err)` is one line; `hint` says what to do instead."""
 
-    kind = "error"
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+    def __init__(self, message: str, hint: str | None = None, span=None):
+        super().__init__(message, span, hint=hint)
 
 
 from .batches import TokenStream  # noqa: E402  (submodules import DataError from here)

@@ -6,7 +6,7 @@ Evaluation batches are fixed, non-overlapping windows spread evenly over a split
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch

@@ -13,8 +13,9 @@ import importlib.util
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import DataError
 from .stories import STORIES_VERSION, write_jsonl
@@ -70,7 +71,11 @@ def _load_stories(split: str, max_docs: int | None) -> list[str]:
     n = max_docs or (STORIES_DEFAULT_N if split == "train" else STORIES_DEFAULT_N // 10)
     path = cache_dir() / f"stories-v{STORIES_VERSION}-seed{seeds[split]}-n{n}.jsonl"
     if not path.exists():
-        write_jsonl(path, n, seed=seeds[split])
+        try:
+            write_jsonl(path, n, seed=seeds[split])
+        except OSError as exc:
+            raise DataError(f"cannot write the stories cache {str(path)!r}: {exc.strerror}",
+                            hint="set MORPHDSL_CACHE to a writable folder") from None
     return _load_dataset("json", "train", str(path), "text", None, hub=False)
 
 

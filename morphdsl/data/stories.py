@@ -3,6 +3,7 @@
 Stories are built from plot shapes (lists of paragraphs, each a list of steps; a step is a
 tuple of alternative sentence templates) filled with characters, places and objects.
 Everything is drawn from one `random.Random(seed)`, so the same seed gives the same bytes.
+Paragraphs are separated by a single newline, leaving "\n\n" free to separate stories.
 """
 from __future__ import annotations
 
@@ -199,7 +200,7 @@ def _character(rng: random.Random, avoid: str = "") -> dict[str, str]:
     name = rng.choice([n for n in (_GIRLS if girl else _BOYS) if n != avoid])
     kind = rng.choice(_ANIMALS) if rng.random() < 0.25 else ("girl" if girl else "boy")
     pron = ("she", "her", "her", "herself") if girl else ("he", "him", "his", "himself")
-    return dict(name=name, kind=kind, **dict(zip(("he", "him", "his", "self"), pron)))
+    return dict(name=name, kind=kind, **dict(zip(("he", "him", "his", "self"), pron, strict=True)))
 
 
 def _context(rng: random.Random) -> dict[str, str]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -127,11 +128,12 @@ class CharTokenizer:
         return "".join(itos[i] if 0 <= i < n else "\ufffd" for i in map(int, ids))
 
     def save(self, path: PathLike) -> None:
-        _write_json(path, {"kind": self.kind, "version": 1, "unk": UNK, "chars": self.chars})
+        chars = "".join(self.chars)  # one string: compact, and exact through JSON escapes
+        _write_json(path, {"kind": self.kind, "version": 1, "unk": UNK, "chars": chars})
 
     @classmethod
     def load(cls, path: PathLike) -> CharTokenizer:
-        return cls(_read_json(path, "char")["chars"])
+        return cls(list(_read_json(path, "char")["chars"]))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CharTokenizer) and self.chars == other.chars
