@@ -37,7 +37,9 @@ def build(spec) -> MorphGraph:
     try:
         g = _build(spec)
     except MorphError as e:
-        raise e.with_source(spec.source) if spec.source else e
+        # an error inside a `use`d file carries that file's name; its source is read from there
+        same = e.span is None or e.span.filename == spec.filename
+        raise e.with_source(spec.source) if spec.source and same else e
     _static_checks(g, spec.source)
     return g
 

@@ -5,6 +5,7 @@ Submodule paths are the IR paths, so parameter names read like the spec
 """
 from __future__ import annotations
 
+import functools
 import operator
 
 import torch
@@ -54,7 +55,10 @@ def compile_graph(g: MorphGraph, modules: nn.Module | None = None) -> fx.GraphMo
         if d["op"] == "slice":
             n = graph.call_function(operator.getitem, (args[0], (Ellipsis, slice(r["start"], r["stop"]))))
         elif op.functional:
-            n = graph.call_function(op.function(r), args)
+            fn = op.function(r)
+            if isinstance(fn, functools.partial):  # fx names a call by its target's __name__
+                fn.__name__, fn.__module__ = d["op"], "morphdsl.ops"
+            n = graph.call_function(fn, args)
         elif d["op"] == "unembed" and r.get("tie"):
             w = graph.get_attr(f"{r['tie']}.weight")
             b = graph.get_attr(f"{key}.bias") if r.get("bias") else None

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path as FsPath
+from typing import get_args
 
 from pydantic import ValidationError
 
-from ..errors import SpecError, did_you_mean
+from ..errors import Span, SpecError, did_you_mean
 from ..ops import REGISTRY, get_op, user_ops
 from ..syntax import ast as A
 from ..syntax.parser import parse_file
@@ -35,8 +36,9 @@ def load_spec(module: A.Module, _stack: tuple = ()) -> Spec:
     for it in module.items:
         if isinstance(it, A.Use):
             path = (base / it.path).resolve()
-            if str(path) in _stack or (module.filename and path == FsPath(module.filename).resolve()):
-                chain = " -> ".join(FsPath(p).name for p in (*_stack, str(path)))
+            here = str(FsPath(module.filename or "").resolve())
+            if str(path) in _stack or (module.filename and str(path) == here):
+                chain = " -> ".join(FsPath(p).name for p in (*_stack, here, str(path)))
                 raise SpecError(f"import cycle: {chain}", it.span, hint="remove one of the `use` lines")
             if not path.exists():
                 raise SpecError(f"cannot find `{it.path}`", it.span,
@@ -47,11 +49,13 @@ def load_spec(module: A.Module, _stack: tuple = ()) -> Spec:
             spec.name = it.name
         elif isinstance(it, A.Entry):
             if it.key in spec.params:
-                raise SpecError(f"parameter `{it.key}` is defined twice", it.span)
+                raise SpecError(f"parameter `{it.key}` is defined twice", it.span,
+                                hint="parameters cannot be reassigned; use another name")
             spec.params[it.key] = evaluate(it.value, spec.params)
         elif isinstance(it, A.BlockDef):
             if it.name in spec.blocks and spec.blocks[it.name][0].span != it.span:
-                raise SpecError(f"block `{it.name}` is defined twice", it.span)
+                raise SpecError(f"block `{it.name}` is defined twice", it.span,
+                                hint="rename one of the two definitions")
             if it.name in REGISTRY or it.name in CONSTRUCTS:
                 raise SpecError(f"block `{it.name}` has the name of a built-in op", it.span,
                                 hint="choose another name (blocks are usually Capitalised)")
@@ -64,9 +68,11 @@ def load_spec(module: A.Module, _stack: tuple = ()) -> Spec:
                 raise SpecError(f"section `{it.name}` appears twice", it.span)
             spec.sections[it.name] = it
         elif isinstance(it, A.Rule):
-            raise SpecError("growth rules belong inside `grow { }`", it.span)
+            raise SpecError("growth rules belong inside `grow { }`", it.span,
+                            hint="e.g. `grow { step(200) -> add_head(blocks.0.attn, n = 1) }`")
     if "model" not in spec.sections and not _stack:
-        raise SpecError("no `model { }` section", None, hint="add `model { ... }` with the layers")
+        raise SpecError("no `model { }` section", Span(module.filename, 1, 1, 1, 1),
+                        hint="add `model { ... }` with the layers")
     return spec
 
 
@@ -77,7 +83,8 @@ def settings(stmt: A.Stmt | None, env: dict) -> dict:
         return out
     for it in stmt.body:
         if not isinstance(it, A.Entry):
-            raise SpecError(f"`{stmt.name}` holds settings (`key = value`)", it.span)
+            hint = "growth rules belong in `grow { }`" if isinstance(it, A.Rule) else None
+            raise SpecError(f"`{stmt.name}` holds settings (`key = value`)", it.span, hint=hint)
         v = evaluate(it.value, env)
         out[it.key] = str(v) if isinstance(v, Symbol) else v
     return out
@@ -92,8 +99,11 @@ class Elaborator:
         out = []
         for it in items:
             if isinstance(it, A.Entry):
-                raise SpecError(f"`{it.key} = ...` defines a parameter; parameters belong at the "
-                                "top of the file or in a block's parameter list", it.span)
+                v = it.value
+                op = v.func if isinstance(v, A.FunCall) else (v.dotted if isinstance(v, A.Path) else None)
+                hint = (f"name a layer with `{it.key}: {op}(...)`" if op in REGISTRY or op in self.spec.blocks
+                        else "parameters belong at the top of the file or in a block's parameter list")
+                raise SpecError(f"`{it.key} = ...` defines a parameter, not a layer", it.span, hint=hint)
             if not isinstance(it, A.Stmt):
                 raise SpecError("only layers and regions may appear here", it.span)
             node = self.stmt(it, env, names)
@@ -116,7 +126,9 @@ class Elaborator:
         op = get_op(s.name)
         if op is not None and not op.internal:
             if s.body is not None:
-                raise SpecError(f"op `{s.name}` takes no `{{ }}` body", s.span)
+                raise SpecError(f"op `{s.name}` takes no `{{ }}` body", s.span,
+                                hint="remove the `{ ... }`, or put the layers in a `residual { }` or a "
+                                     "named group `name { }`")
             name = s.label or self._auto(s.name, names)
             if s.label:
                 self._claim(name, names, s.span)
@@ -233,7 +245,8 @@ class Elaborator:
         if block not in self.spec.blocks:
             sp = spans.get("block", s).span
             raise SpecError(f"pyramid needs `block = Name` of a defined block, got `{block}`", sp,
-                            hint=did_you_mean(str(block), self.spec.blocks))
+                            hint=did_you_mean(str(block), self.spec.blocks) or
+                            "define it with `block Name(w) { ... }`; its first parameter is the width")
         levels, width = kw.get("levels", 1), kw.get("width")
         if not isinstance(levels, int) or levels < 1 or not isinstance(width, int) or width < 1:
             raise SpecError("pyramid needs `width = W` and `levels = k` (positive integers)", s.span)
@@ -261,7 +274,7 @@ def bind_params(bdef: A.BlockDef, pos, kw, spans, s, genv) -> dict:
     names = [p.name for p in bdef.params]
     if len(pos) > len(names):
         raise SpecError(f"block `{bdef.name}` takes {len(names)} arguments, got {len(pos)}",
-                        pos[len(names)][1].span)
+                        pos[len(names)][1].span, hint=f"parameters: {', '.join(names) or 'none'}")
     bound = {n: v for n, (v, _) in zip(names, pos)}
     for k, v in kw.items():
         if k not in names:
@@ -303,7 +316,10 @@ def validate_args(op, kw: dict, spans: dict, s) -> dict:
         got = kw.get(key)
         msg = err["msg"].replace("Input should be", "should be")
         hint = None
-        if isinstance(got, Symbol):
+        options = [str(o) for o in get_args(fields[key].annotation)] if key in fields else []
+        if isinstance(got, Symbol) and err["type"] == "literal_error":
+            hint = did_you_mean(got, options) or f"one of: {', '.join(options)}"
+        elif isinstance(got, Symbol):
             hint = f"`{got}` is not a defined parameter"
         if isinstance(got, float) and has_division(spans[key].value) if key in spans else False:
             hint = "the division is not exact"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..errors import ShapeError
+from ..errors import ShapeError, did_you_mean
 from ..ops import get_op
 from .graph import OpInst, Region, TensorType
+
+MAX_TENSOR = 2**33  # numbers in one parameter tensor: 32 GiB of float32, far past any sane spec
 
 
 class Lowering:
@@ -72,7 +74,8 @@ class Lowering:
             bx, bt = x, t
             if it.attrs.get("split"):
                 if t.channels is None or t.channels % n:
-                    raise ShapeError(f"{t} does not split into {n} equal parts", it.span)
+                    raise ShapeError(f"{t} does not split into {n} equal parts", it.span,
+                                     hint="the width must be a multiple of the number of branches")
                 w = t.channels // n
                 k = self.struct_key(sc, "slice")
                 r = {"start": i * w, "stop": (i + 1) * w}
@@ -87,7 +90,8 @@ class Lowering:
         try:
             r, ot = op.infer({"n": n}, types, lanes)
         except ValueError as e:
-            raise ShapeError(str(e), it.span) from None
+            msg, hint = _msg_hint(e, join)
+            raise ShapeError(msg, it.span, hint=hint) from None
         k = self.struct_key(sc, join)
         self.node(k, outs, kind="op", op=join, args={}, resolved={**r, "n": n}, type=ot, in_types=types,
                   span=it.span, lanes=lanes, regions=regs, param_shapes={}, buffer_shapes={})
@@ -100,15 +104,55 @@ class Lowering:
         try:
             r, ot = op.infer({**defaults, **it.args}, [t], lanes)
         except ValueError as e:
-            raise ShapeError(f"{it.op}: {e}", it.span, node=key) from None
+            msg, hint = _msg_hint(e, it.op)
+            raise ShapeError(msg, it.span, hint=hint, node=key) from None
+        if it.op == "unembed" and r.get("tie"):
+            self.check_tie(r, t, it.span, key)
+        shapes = op.param_shapes(r)
+        for pname, shape in shapes.items():
+            n = 1
+            for size in shape:
+                n *= size
+            if n > MAX_TENSOR:
+                raise ShapeError(f"`{it.op}` would need a {' x '.join(map(str, shape))} `{pname}` "
+                                 f"({n:.3g} numbers)", it.span, node=key,
+                                 hint=f"a single tensor is limited to {MAX_TENSOR:.0e} numbers; "
+                                      "check the arithmetic of its arguments")
         if lanes and not op.lanes_ok:
             raise ShapeError(f"`{it.op}` cannot run inside a partition", it.span, node=key,
                              hint="move it outside `partition { }`")
         regs = regions + ([(it, key)] if it.convex else [])
         return self.node(key, [x], kind="op", op=it.op, args=dict(it.args), resolved=r, type=ot,
                          in_types=[t], span=it.span, lanes=lanes, regions=regs,
-                         param_shapes=op.param_shapes(r), buffer_shapes=op.buffer_shapes(r),
+                         param_shapes=shapes, buffer_shapes=op.buffer_shapes(r),
                          convex=it.convex), ot
+
+    def check_tie(self, r, t, span, key):
+        """`unembed(tie = name)` must name an earlier embed of the same vocab and width."""
+        tie = r["tie"]
+        d = self.g.nodes[tie] if tie in self.g else None
+        if d is None or d.get("kind") != "op":
+            embeds = [k for k, v in self.g.nodes(data=True) if v.get("op") == "embed"]
+            raise ShapeError(f"`tie = {tie}`: there is no layer `{tie}` before this unembed", span,
+                             node=key, hint=did_you_mean(tie, embeds) or
+                             "`tie` names an `embed` layer by its path, e.g. `tie = tok`")
+        if d["op"] != "embed":
+            raise ShapeError(f"`tie = {tie}` names a `{d['op']}`, not an `embed`", span, node=key,
+                             hint="only an embedding's weight can be shared with the unembedding")
+        ev, ed = d["resolved"]["vocab"], d["resolved"]["dim"]
+        if (ev, ed) != (r["vocab"], t.channels):
+            raise ShapeError(f"tied unembed maps {t.channels} -> {r['vocab']} but `{tie}` embeds "
+                             f"{ev} tokens in {ed} channels", span, node=key,
+                             hint=f"use vocab = {ev} on width {ed}, or drop `tie`")
+
+
+def _msg_hint(e: ValueError, op: str) -> tuple[str, str | None]:
+    """An op's shape rule raises ValueError(message[, hint]); prefix the op name once."""
+    msg = str(e.args[0]) if e.args else str(e)
+    hint = e.args[1] if len(e.args) > 1 else None
+    if not msg.startswith((op, f"`{op}`")):
+        msg = f"{op}: {msg}"
+    return msg, hint
 
 
 def lower(root: Region, input_type: TensorType):

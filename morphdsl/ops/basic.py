@@ -14,7 +14,8 @@ from .types import Lanes, PosInt
 
 def need_features(op, inputs):
     if inputs[0].channels is None:
-        raise ValueError(f"{op} needs features (B, T, C) but gets token ids; put an `embed` first")
+        raise ValueError(f"{op} needs features (B, T, C) but gets token ids (B, T)",
+                         "put an `embed` before it")
     return inputs[0].channels
 
 
@@ -34,7 +35,9 @@ class Embed(Op):
 
     def infer(self, a, inputs, lanes):
         if inputs[0].channels is not None:
-            raise ValueError(f"embed takes token ids but gets features {inputs[0]}")
+            raise ValueError(f"embed takes token ids (B, T) but gets features {inputs[0]}",
+                             "a model has one `embed`, first; `model(features = N)` takes vectors, "
+                             "so it needs no embed")
         return dict(a), TensorType(a["dim"], lanes)
 
     def param_shapes(self, r):

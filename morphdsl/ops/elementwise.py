@@ -112,7 +112,8 @@ class _Join(Op):
         cs = {t.channels for t in inputs}
         if len(cs) != 1:
             shapes = ", ".join(str(t) for t in inputs)
-            raise ValueError(f"`{self.name}` joins branches of different widths: {shapes}")
+            raise ValueError(f"`{self.name}` joins branches of different widths: {shapes}",
+                             "give every branch the same output width, or use `join = concat`")
         return dict(a), inputs[0]
 
     def flops(self, r):
@@ -121,6 +122,12 @@ class _Join(Op):
 
 def _sum(*xs):
     return reduce(operator.add, xs)
+
+
+def _two(name, inputs):
+    """`sub` and `div` are binary: a third branch would be silently dropped."""
+    if len(inputs) != 2:
+        raise ValueError(f"exactly two branches are needed, got {len(inputs)} (`{name}` is binary)")
 
 
 def _prod(*xs):
@@ -141,6 +148,9 @@ class Add(_Join):
 @register
 class Sub(_Join):
     name = "sub"
+
+    def infer(self, a, inputs, lanes):
+        return _two(self.name, inputs) or super().infer(a, inputs, lanes)
 
     def function(self, r):
         return operator.sub
@@ -163,6 +173,9 @@ class Mul(_Join):
 @register
 class Div(_Join):
     name = "div"
+
+    def infer(self, a, inputs, lanes):
+        return _two(self.name, inputs) or super().infer(a, inputs, lanes)
 
     def function(self, r):
         return operator.truediv

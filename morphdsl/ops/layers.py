@@ -31,8 +31,8 @@ class AttentionOp(Op):
         hd = a.get("head_dim")
         if hd is None:
             if C % a["heads"]:
-                raise ValueError(f"{C} channels do not split into {a['heads']} heads; "
-                                 f"give head_dim or change heads")
+                raise ValueError(f"{C} channels do not split into {a['heads']} heads",
+                                 "use a head count that divides the width, or give `head_dim`")
             hd = C // a["heads"]
         if ln:
             check_lanes(self.name, C, ln)
@@ -87,7 +87,7 @@ class MLPOp(Op):
     def infer(self, a, inputs, lanes):
         C = need_features(self.name, inputs)
         if a.get("hidden") is None and a.get("mult") is None:
-            raise ValueError("mlp needs `hidden = N` (or `mult = k` for k x width)")
+            raise ValueError("mlp needs `hidden = N` or `mult = k`", "e.g. `mlp(hidden = 4 * d)`")
         hidden = a["hidden"] if a.get("hidden") is not None else a["mult"] * C
         ln = a.get("lanes") or lanes
         check_lanes(self.name, C, ln)

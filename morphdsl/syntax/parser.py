@@ -174,18 +174,20 @@ def _syntax_error(e: UnexpectedInput, text: str, filename) -> SyntaxError_:
             line, col = len(lines), len(lines[-1]) + 1
             span = Span(filename, line, col, line, col + 1)
             msg = f"unexpected end of file; expected {_expected(e.expected)}"
-            hint = "a `{` may be missing its `}`" if "RBRACE" in e.expected else None
+            hint = ("a `{` may be missing its `}`" if "RBRACE" in e.expected
+                    else "the file ends in the middle of a statement")
         else:
             span = Span(filename, tok.line, tok.column, tok.end_line or tok.line,
                         tok.end_column or tok.column + 1)
             msg = f"unexpected {_describe(tok)}; expected {_expected(e.expected)}"
-            hint = _hint_for(tok, e.expected)
+            hint = _hint_for(tok, e.expected, text)
     elif isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
         span = Span(filename, line, col, line, col + 1)
         msg = f"unexpected character `{ch}`"
         hint = {"'": "strings use double quotes", ";": "statements need no `;`; put each on its own line",
-                "=": "did you mean `=` with a name before it?"}.get(ch)
+                "=": "did you mean `=` with a name before it?",
+                '"': "a string is missing its closing `\"` (strings end on the same line)"}.get(ch)
     else:  # UnexpectedEOF
         lines = text.splitlines() or [""]
         span = Span(filename, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
@@ -194,8 +196,16 @@ def _syntax_error(e: UnexpectedInput, text: str, filename) -> SyntaxError_:
     return SyntaxError_(msg, span, hint=hint, source=text)
 
 
-def _hint_for(tok, expected) -> str | None:
+def _hint_for(tok, expected, text="") -> str | None:
     exp = set(expected)
+    lines = text.splitlines()
+    first_on_line = 0 < tok.line <= len(lines) and not lines[tok.line - 1][:tok.column - 1].strip()
+    if tok.type == "EQUAL" and "RPAR" in exp:
+        return "arguments are `key = value`; the key must be a plain name"
+    if tok.type in ("INT", "FLOAT", "STRING") and exp == {"NAME"}:
+        return "a layer is `name: op(...)`; a parameter is `name = value`"
+    if "RPAR" in exp and first_on_line and tok.type not in ("RPAR", "RBRACE"):
+        return "a `(` on an earlier line may be missing its `)`"
     if tok.type == "EQUAL" and "COLON" in exp:
         return "name a layer with `name: op(...)`; `=` defines a parameter"
     if tok.type == "COLON" and "EQUAL" in exp:
@@ -225,12 +235,11 @@ def parse(text: str, filename: str | None = None) -> A.Module:
 def _parse_collecting(text, comments, filename):
     import re
 
-    for m in re.finditer(r"#[^\n]*", text):
-        # a `#` inside a string literal is not a comment
-        line_start = text.rfind("\n", 0, m.start()) + 1
-        before = text[line_start:m.start()]
-        if before.count('"') % 2 == 1:
+    # string literals are matched first, so a `#` inside one is not a comment
+    for m in re.finditer(r'"([^"\\\n]|\\.)*"|#[^\n]*', text):
+        if m.group(0).startswith('"'):
             continue
+        line_start = text.rfind("\n", 0, m.start()) + 1
         line = text.count("\n", 0, m.start()) + 1
         col = m.start() - line_start + 1
         comments.append(A.Comment(text=m.group(0).rstrip(),

@@ -7,6 +7,8 @@ where the source had one. Printing is idempotent: fmt(fmt(x)) == fmt(x).
 """
 from __future__ import annotations
 
+import json
+
 from . import ast as A
 
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2, "**": 4}
@@ -16,7 +18,7 @@ def expr(e, parent_prec: int = 0, right: bool = False) -> str:
     if isinstance(e, A.Num):
         return e.text
     if isinstance(e, A.Str):
-        return '"' + e.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(e.value, ensure_ascii=False)  # escapes quotes, backslashes, newlines
     if isinstance(e, A.Path):
         return e.dotted
     if isinstance(e, A.Neg):
