@@ -200,7 +200,7 @@ class Hull(nn.Module):
         elif self.pool == "logsumexp":
             y = torch.logsumexp(y + torch.log(a), dim=3)
         elif self.pool == "mean":
-            y = (y * a).sum(3) / a.sum(1)[..., None]
+            y = (y * a).sum(3) / a.sum(1)  # (B, T, L, o) / (L, 1)
         else:  # nonneg weighted sum
             y = (y * (a * F.softplus(self.mix_raw)[..., None])).sum(3)
         return y.reshape(B, T, self.L * self.o)
