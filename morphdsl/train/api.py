@@ -1,0 +1,114 @@
+"""Entry points used by the CLI: train a spec, resume a run, sample from it, evaluate it."""
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import torch
+
+from ..errors import MorphError
+from . import checkpoint as ckpt
+from .config import from_dict, from_sections
+from .data import prepare_data
+from .growth import RuleController, known_ops
+from .loop import Trainer
+from .progress import Reporter
+from .sample import generate
+
+
+def _with_source(e: MorphError, graph) -> MorphError:
+    fn = e.span.filename if e.span else None
+    if fn and not e.source and Path(fn).exists():
+        return e.with_source(Path(fn).read_text(encoding="utf-8"))
+    return e
+
+
+def check_rules(graph) -> None:
+    """Unknown triggers or growth ops are errors at their rule, before training starts."""
+    rules = graph.sections.get("grow") or []
+    try:
+        RuleController(rules)
+        ops = known_ops()
+        for r in rules:
+            for a in r["actions"]:
+                if a["name"] not in ops:
+                    raise MorphError(f"unknown growth rewrite '{a['name']}'", span=a.get("span"),
+                                     hint=f"available: {', '.join(sorted(ops))}")
+    except MorphError as e:
+        raise _with_source(e, graph) from None
+
+
+def _finish(trainer: Trainer, reporter: Reporter) -> dict:
+    try:
+        summary = trainer.run()
+    except BaseException:  # a stopped run, Ctrl-C, ...: leave the terminal clean
+        reporter.stop()
+        raise
+    cfg = trainer.cfg
+    sample = None
+    if cfg.sample_tokens > 0:
+        sample = generate(trainer.model, trainer.tokenizer, "Once upon a time", cfg.sample_tokens,
+                          cfg.ctx, cfg.temperature, seed=cfg.seed)
+    summary["sample"] = sample
+    from .plot import plot_run
+
+    plot_run(trainer.run_dir)
+    reporter.finish(summary, sample, trainer.run_dir)
+    return summary
+
+
+def train_spec(spec, run_dir, overrides: dict | None = None, *, reporter: Reporter | None = None,
+               controllers=None) -> dict:
+    """Train `spec` (path, text or MorphGraph) from scratch into `run_dir`."""
+    import morphdsl
+
+    graph = morphdsl.build(spec)
+    cfg = from_sections(graph.sections, overrides)
+    check_rules(graph)
+    torch.manual_seed(cfg.seed)  # the model's initial weights
+    random.seed(cfg.seed)
+    module = morphdsl.compile(graph)
+    reporter = reporter or Reporter(enabled=False)
+    trainer = Trainer(module, cfg, run_dir, controllers=controllers, reporter=reporter)
+    return _finish(trainer, reporter)
+
+
+def resume(run_dir, overrides: dict | None = None, *, reporter: Reporter | None = None,
+           controllers=None) -> dict:
+    """Continue a run from its latest checkpoint; same losses as an uninterrupted run."""
+    r = ckpt.load_checkpoint(run_dir)
+    saved = dict(r["state"]["config"])
+    saved["stop_at"] = None
+    cfg = from_dict(saved, overrides)
+    torch.set_num_threads(cfg.threads)
+    reporter = reporter or Reporter(enabled=False)
+    trainer = Trainer(r["module"], cfg, run_dir, tokenizer=r["tokenizer"],
+                      controllers=controllers, reporter=reporter, resume=r)
+    return _finish(trainer, reporter)
+
+
+def sample_run(run_dir, prompt: str, tokens: int, temperature: float = 0.8,
+               seed: int = 0) -> str:
+    r = ckpt.load_checkpoint(run_dir)
+    ctx = r["state"]["config"]["ctx"]
+    return generate(r["module"], r["tokenizer"], prompt, tokens, ctx, temperature, seed)
+
+
+def evaluate_run(run_dir, data: str | None = None) -> dict:
+    """Validation loss and perplexity of a run's latest checkpoint (on `data` if given)."""
+    r = ckpt.load_checkpoint(run_dir)
+    cfg = from_dict(r["state"]["config"], {"source": data})
+    torch.set_num_threads(cfg.threads)
+    _, stream = prepare_data(cfg, r["module"].morph_graph, r["tokenizer"])
+    model = r["module"].eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for x, y in stream.iter_eval_batches("val", cfg.batch, cfg.ctx,
+                                             max_batches=cfg.eval_batches):
+            logits = model(x)
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+            total, n = total + loss.item() * y.numel(), n + y.numel()
+    val = total / max(n, 1)
+    return {"step": r["state"]["step"], "val_loss": val, "val_ppl": math.exp(min(val, 50)),
+            "params": sum(p.numel() for p in model.parameters()), "tokens": n}

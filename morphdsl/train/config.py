@@ -1,0 +1,130 @@
+"""Training configuration: the spec's `train` and `data` sections, overridden by CLI flags."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..errors import MorphError
+
+TOKENIZERS = ("bytes", "chars", "bpe", "byte", "char")
+
+
+@dataclass
+class TrainConfig:
+    # train { } section
+    steps: int = 300
+    batch: int = 16
+    ctx: int = 128
+    lr: float = 3e-3
+    min_lr: float | None = None         # default lr / 10
+    warmup: int = 20
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    eval_batches: int = 8
+    seed: int = 0
+    sample_tokens: int = 200
+    temperature: float = 0.8
+    threads: int = 2                    # torch.set_num_threads: fixed for reproducible CPU runs
+    checkpoint_every: int | None = None  # default eval_every
+    inject_nan_at_step: int | None = None  # test hook: make the loss at this step infinite
+    inject_nan_times: int = 1           # ... this many times (rollbacks retry the step)
+    # data { } section
+    source: str = "stories"
+    tokenizer: str = "bytes"
+    vocab_size: int | None = None
+    val_fraction: float = 0.1
+    max_docs: int | None = None
+    # run
+    device: str = "cpu"
+    stop_at: int | None = None          # stop early (as if killed) without changing the schedule
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def min_lr_value(self) -> float:
+        return self.lr / 10 if self.min_lr is None else self.min_lr
+
+    @property
+    def ckpt_every(self) -> int:
+        return self.checkpoint_every or self.eval_every
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_TRAIN_KEYS = {"steps", "batch", "ctx", "lr", "min_lr", "warmup", "weight_decay", "grad_clip",
+               "eval_every", "eval_batches", "seed", "sample_tokens", "temperature", "threads",
+               "checkpoint_every", "inject_nan_at_step", "inject_nan_times"}
+_DATA_KEYS = {"source", "tokenizer", "vocab_size", "val_fraction", "max_docs"}
+_INTS = {"steps", "batch", "ctx", "warmup", "eval_every", "eval_batches", "seed",
+         "sample_tokens", "threads", "checkpoint_every", "inject_nan_at_step", "inject_nan_times", "vocab_size",
+         "max_docs"}
+
+
+def _unknown(key: str, section: str, known: set) -> MorphError:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"known settings: {', '.join(sorted(known))}"
+    return MorphError(f"unknown setting '{key}' in the {section} section", hint=hint)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if key in _INTS:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise MorphError(f"train setting '{key}' must be an integer, got {value!r}")
+        return value
+    if key in ("source", "tokenizer"):
+        return str(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise MorphError(f"setting '{key}' must be a number, got {value!r}")
+    return float(value)
+
+
+def from_sections(sections: dict, overrides: dict | None = None) -> TrainConfig:
+    """A TrainConfig from `graph.sections` (train/data) and CLI `overrides` (None = unset)."""
+    values: dict[str, Any] = {}
+    for name, known in (("train", _TRAIN_KEYS), ("data", _DATA_KEYS)):
+        for key, value in (sections.get(name) or {}).items():
+            if key not in known:
+                raise _unknown(key, name, known)
+            values[key] = _coerce(key, value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    env_nan = os.environ.get("MORPHDSL_INJECT_NAN_AT_STEP")
+    if env_nan:
+        values["inject_nan_at_step"] = int(env_nan)
+    cfg = TrainConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def from_dict(d: dict, overrides: dict | None = None) -> TrainConfig:
+    """A TrainConfig saved by `to_dict` (resume), with overrides applied."""
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in d.items() if k in names}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    cfg = TrainConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    for key in ("steps", "batch", "ctx", "eval_every", "eval_batches", "threads"):
+        if getattr(cfg, key) < 1:
+            raise MorphError(f"train setting '{key}' must be at least 1, got {getattr(cfg, key)}")
+    if cfg.lr <= 0:
+        raise MorphError(f"train setting 'lr' must be positive, got {cfg.lr}")
+    if cfg.warmup < 0:
+        raise MorphError(f"train setting 'warmup' must be >= 0, got {cfg.warmup}")
+    if cfg.tokenizer.lower() not in TOKENIZERS:
+        raise MorphError(f"unknown tokenizer '{cfg.tokenizer}' in the data section",
+                         hint="use one of: bytes, chars, bpe")
+    if not 0.0 < cfg.val_fraction < 1.0:
+        raise MorphError(f"data setting 'val_fraction' must be in (0, 1), got {cfg.val_fraction}")

@@ -1,0 +1,191 @@
+"""When to grow: triggers, rule-based controllers and the Controller protocol.
+
+A `grow { }` rule reads `trigger(args) -> action(args), ...`. The trainer asks every controller
+`decide(state)` after each optimizer step and after each evaluation; a controller answers with
+the growth actions to apply now. A learned controller (e.g. PPO) plugs in by implementing the
+same protocol; its `state_dict` / `load_state_dict` travel in the checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import MorphError
+
+
+@dataclass
+class GrowthAction:
+    """One rewrite to apply: `op(target, **kwargs)`, e.g. widen_mlp(blocks.*.mlp, by=64)."""
+
+    op: str
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    span: Any = None
+    reason: str = ""
+
+    @property
+    def target(self) -> str | None:
+        return str(self.args[0]) if self.args else self.kwargs.get("target")
+
+    def describe(self) -> str:
+        parts = [str(a) for a in self.args] + [f"{k}={v}" for k, v in self.kwargs.items()]
+        return f"{self.op}({', '.join(parts)})"
+
+
+@dataclass
+class ControlState:
+    """What a controller sees. `event` is "step" (after an update) or "eval" (after evaluation)."""
+
+    step: int
+    event: str
+    params: int
+    tokens: int
+    train_loss: float | None = None
+    val_loss: float | None = None
+    last_growth_step: int = 0
+    val_history: list = field(default_factory=list)  # [(step, val_loss)]
+
+
+@runtime_checkable
+class Controller(Protocol):
+    def decide(self, state: ControlState) -> list[GrowthAction]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, d: dict) -> None: ...
+
+
+# --------------------------------------------------------------------------- triggers
+
+class Trigger:
+    """Fires on some steps or evaluations; its mutable state is a JSON-able dict."""
+
+    def __init__(self):
+        self.state: dict = {}
+
+    def fires(self, s: ControlState) -> bool:
+        raise NotImplementedError
+
+
+class StepTrigger(Trigger):
+    """step(N): once, right after step N."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = int(n)
+        self.state = {"fired": False}
+
+    def fires(self, s):
+        if s.event == "step" and s.step == self.n and not self.state["fired"]:
+            self.state["fired"] = True
+            return True
+        return False
+
+
+class EveryTrigger(Trigger):
+    """every(N): after each step that is a multiple of N."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        if int(n) < 1:
+            raise ValueError("every(N) needs N >= 1")
+        self.n = int(n)
+
+    def fires(self, s):
+        return s.event == "step" and s.step % self.n == 0
+
+
+class PlateauTrigger(Trigger):
+    """plateau(patience, min_delta, cooldown, max_params): on evaluation, when the relative
+    improvement over the best validation loss stays below `min_delta` for `patience`
+    evaluations, at least `cooldown` steps after any growth and under a parameter budget."""
+
+    def __init__(self, patience: int = 3, min_delta: float = 0.005, cooldown: int = 100,
+                 max_params: int | None = None):
+        super().__init__()
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.cooldown = int(cooldown)
+        self.max_params = None if max_params is None else int(max_params)
+        self.state = {"best": None, "bad": 0}
+
+    def fires(self, s):
+        if s.event != "eval" or s.val_loss is None:
+            return False
+        best = self.state["best"]
+        if best is None or (best - s.val_loss) / abs(best) >= self.min_delta:
+            self.state["bad"] = 0
+        else:
+            self.state["bad"] += 1
+        self.state["best"] = s.val_loss if best is None else min(best, s.val_loss)
+        if self.state["bad"] < self.patience:
+            return False
+        if s.step - s.last_growth_step < self.cooldown and s.last_growth_step > 0:
+            return False
+        if self.max_params is not None and s.params >= self.max_params:
+            return False
+        self.state["bad"] = 0
+        return True
+
+
+TRIGGERS = {"step": StepTrigger, "every": EveryTrigger, "plateau": PlateauTrigger}
+
+
+def make_trigger(spec: dict, span=None) -> Trigger:
+    name = spec["name"]
+    if name not in TRIGGERS:
+        raise MorphError(f"unknown growth trigger '{name}'", span=spec.get("span") or span,
+                         hint=f"use one of: {', '.join(f'{t}(...)' for t in TRIGGERS)}")
+    try:
+        return TRIGGERS[name](*spec.get("args", []), **spec.get("kwargs", {}))
+    except (TypeError, ValueError) as e:
+        raise MorphError(f"bad arguments to trigger {name}(): {e}", span=spec.get("span") or span,
+                         hint="step(N), every(N), plateau(patience=3, min_delta=0.005, "
+                              "cooldown=100, max_params=None)") from None
+
+
+class RuleController:
+    """The `grow { }` rules of a spec as a controller."""
+
+    def __init__(self, rules: list[dict]):
+        self.rules = rules
+        self.triggers = [make_trigger(r["trigger"], r.get("span")) for r in rules]
+
+    def decide(self, state: ControlState) -> list[GrowthAction]:
+        out = []
+        for i, (rule, trig) in enumerate(zip(self.rules, self.triggers)):
+            if trig.fires(state):
+                t = rule["trigger"]
+                why = f"rule {i}: {t['name']}({', '.join(map(str, t.get('args', [])))})"
+                out += [GrowthAction(a["name"], list(a.get("args", [])), dict(a.get("kwargs", {})),
+                                     a.get("span"), why) for a in rule["actions"]]
+        return out
+
+    def state_dict(self) -> dict:
+        return {"triggers": [t.state for t in self.triggers]}
+
+    def load_state_dict(self, d: dict) -> None:
+        for t, s in zip(self.triggers, d.get("triggers", [])):
+            t.state = dict(s)
+
+
+# --------------------------------------------------------------------------- applying a rewrite
+
+def known_ops() -> set[str]:
+    """Names of the growth rewrites available."""
+    from ..rewrites import REWRITES
+
+    return set(REWRITES)
+
+
+def apply_growth(module, optimizer, op: str, args: dict):
+    """Grow `module` by rewrite `op(**args)` (args holds `target` and the rewrite's kwargs).
+
+    Returns `(grown_module, optimizer_state_by_name)`: weights moved into the grown module,
+    AdamW moments moved to the matching slices (new slices start at zero), and exact rewrites
+    checked by the identity verifier. This is the one place that talks to morphdsl.rewrites.
+    """
+    from ..rewrites import grow_model
+    from .optim import state_by_name
+
+    grown = grow_model(module, op, optimizer=optimizer, verify=True, **args)
+    return grown.module, state_by_name(grown.module, grown.optimizer)
