@@ -20,7 +20,7 @@ train: install
 	$(VENV)/bin/morphc train specs/default.morph --out runs/default
 
 test: install
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2
 
 bench: install
 	$(PY) -m benchmarks.compile
