@@ -55,7 +55,8 @@ def make_linear(d_in: int, d_out: int, bias: bool, lanes: int | None, nonneg: bo
         return NonnegLinear(d_in, d_out, bias)
     if lanes:
         return LaneLinear(lanes, d_in // lanes, d_out // lanes, bias)
-    lin = nn.Linear(d_in, d_out, bias=bias)
+    # allocate without nn.Linear's default init: it would be overwritten at once
+    lin = nn.Linear(d_in, d_out, bias=bias, device="meta").to_empty(device="cpu")
     nn.init.normal_(lin.weight, std=0.02)
     if bias:
         nn.init.zeros_(lin.bias)
