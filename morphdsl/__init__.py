@@ -5,7 +5,9 @@ from . import compile as _compile_pkg  # noqa: F401
 from .api import build, compile, emit, load, parse
 from .errors import GrowthError, MorphError, ShapeError, SpecError, VerifyError
 from .ir.graph import MorphGraph
+from . import verify  # noqa: E402  (morphdsl.verify.identity, .jensen, ...)
+from .rewrites import grow, grow_model  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["parse", "load", "build", "compile", "emit", "MorphGraph", "MorphError", "SpecError",
+__all__ = ["parse", "load", "build", "compile", "emit", "grow", "grow_model", "verify", "MorphGraph", "MorphError", "SpecError",
            "ShapeError", "GrowthError", "VerifyError"]

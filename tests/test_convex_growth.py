@@ -34,3 +34,14 @@ def test_hull_stays_convex_after_add_petals_and_training(pool):
     rep = jensen(m2, n_pairs=128, in_dim=6, seed=1)
     assert rep.ok, rep
     assert rep.rate == 0.0
+
+
+def test_top_level_growth_api():
+    """The issue's interface: morphdsl.grow(graph, op, **args) and morphdsl.grow_model(...)."""
+    g = morphdsl.build("specs/gpt_tiny.morph")
+    res = morphdsl.grow(g, "add_head", target="blocks.0.attn", n=1)
+    assert res.graph.n_params() > g.n_params()
+    m = morphdsl.compile(g)
+    out = morphdsl.grow_model(m, "widen_mlp", target="blocks.1.mlp", by=8)
+    assert out.reports[-1].max_abs_err <= 1e-5
+    assert morphdsl.verify.identity(m, out.module).ok
