@@ -76,18 +76,11 @@ class _Printer:
             if prev is not None and self._blank_between(prev, it, top):
                 self.out.append("")
             if line is not None:
-                first = len(self.out)
                 self.flush_before(line, ind)
-                if prev is not None and len(self.out) > first and prev.span and self._gap(prev, line):
-                    pass
             self.item(it, depth, align.get(id(it)))
             prev = it
         if end_line is not None:
             self.flush_before(end_line, ind)
-
-    @staticmethod
-    def _gap(prev, line) -> bool:
-        return line - prev.span.end_line > 1
 
     def _blank_between(self, prev, it, top) -> bool:
         if prev.span and it.span:
