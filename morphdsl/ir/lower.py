@@ -42,7 +42,7 @@ class Lowering:
     def lower(self, it, x, t, scope, lanes, regions):
         if isinstance(it, OpInst):
             return self.op(it, x, t, scope, lanes, regions)
-        sc = f"{scope}.{it.name}" if (scope and it.name) else (it.name or scope)
+        sc = join_path(scope, it.name)
         regs = regions + ([(it, sc)] if (it.convex or it.kind in ("partition",) or it.name) else [])
         if it.kind == "group":
             return self.seq(it.children, x, t, sc, lanes, regs)
@@ -162,6 +162,26 @@ def lower(root: Region, input_type: TensorType):
     out, _ = lw.seq(root.children, x, input_type, "", None, [])
     lw.g.graph["order"] = lw.order
     return lw.g, out
+
+
+def join_path(scope: str, name: str | None) -> str:
+    """The dotted path of `name` inside `scope` (an unnamed region adds no component)."""
+    return f"{scope}.{name}" if (scope and name) else (name or scope)
+
+
+def region_paths(root: Region) -> list[tuple[str, Region]]:
+    """Every region under `root` with its dotted scope path, in pre-order."""
+    out = []
+
+    def walk(items, scope):
+        for it in items:
+            if isinstance(it, Region):
+                sc = join_path(scope, it.name)
+                out.append((sc, it))
+                walk(it.children, sc)
+
+    walk(root.children, "")
+    return out
 
 
 def find(root: Region, path: str):

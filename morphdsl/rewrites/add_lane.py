@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import GrowthError
-from ..ir.graph import Region
+from ..ir.lower import region_paths
 from .registry import finish, opinst, rewrite
 from .transfer import Entry, TransferPlan
 
@@ -23,17 +23,7 @@ _SCALE = {"attention": "heads", "mlp": "hidden", "linear": "out", "hull": "out",
 
 
 def _partitions(root):
-    out = []
-
-    def walk(items, scope):
-        for it in items:
-            if isinstance(it, Region):
-                sc = f"{scope}.{it.name}" if scope and it.name else (it.name or scope)
-                if it.kind == "partition":
-                    out.append((sc, it))
-                walk(it.children, sc)
-    walk(root.children, "")
-    return out
+    return [(sc, it) for sc, it in region_paths(root) if it.kind == "partition"]
 
 
 @rewrite("add_lane", applies_to=["partition"], exact=True)

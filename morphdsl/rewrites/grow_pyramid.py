@@ -15,6 +15,7 @@ import torch
 
 from ..errors import GrowthError
 from ..ir.graph import OpInst, Region
+from ..ir.lower import region_paths
 from .insert_block import residual_outputs
 from .registry import finish, region, rewrite
 from .transfer import Entry, TransferPlan
@@ -72,14 +73,4 @@ def grow_pyramid(graph, target=None):
 
 
 def _pyramids(root):
-    out = []
-
-    def walk(items, scope):
-        for it in items:
-            if isinstance(it, Region):
-                sc = f"{scope}.{it.name}" if scope and it.name else (it.name or scope)
-                if it.attrs.get("pyramid"):
-                    out.append((sc, it))
-                walk(it.children, sc)
-    walk(root.children, "")
-    return out
+    return [(sc, it) for sc, it in region_paths(root) if it.attrs.get("pyramid")]
