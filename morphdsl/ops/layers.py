@@ -40,6 +40,10 @@ class AttentionOp(Op):
                 raise ValueError(f"{a['heads']} heads do not split into {ln} lanes")
         return {**a, "dim": C, "head_dim": hd, "lanes": ln}, inputs[0]
 
+    def flops_ctx(self, r, ctx):
+        # q.k scores and the weighted sum of v: 2 x (ctx x heads*head_dim) multiply-adds per token
+        return 4 * ctx * r["heads"] * r["head_dim"]
+
     def param_shapes(self, r):
         C, inner, L, b = r["dim"], r["heads"] * r["head_dim"], r.get("lanes"), r.get("bias", True)
         if L:

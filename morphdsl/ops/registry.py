@@ -89,6 +89,11 @@ class Op:
         """Forward multiply-adds x2 per token (attention's T-dependent part is added separately)."""
         return 2 * sum(_prod(s) for s in self.param_shapes(r).values())
 
+    def flops_ctx(self, r: dict, ctx: int) -> int:
+        """Forward FLOPs per token that grow with the context length `ctx` (attention's scores
+        and weighted sum); 0 for ops that look at one position at a time."""
+        return 0
+
     def zero_output(self, module) -> bool:
         """Make the module's output exactly zero for every input (for identity insertion).
         Returns False when this op cannot do it."""

@@ -18,7 +18,9 @@ no state: AdamW starts them at step 0 with their own bias correction, so their f
 lr * sign(g). New slices inside grown tensors share the tensor's step counter; with zero moments
 and beta=(0.9, 0.999) their first update is ~(1-b1)/sqrt(1-b2) = 3.16 x lr * sign(g). Pass
 `new_lr_scale=s` to put brand-new tensors in their own param group with lr * s (a re-warm knob).
-Tensors made by an entry `fn` (rescaled copies) restart their state (step 0), as brand-new ones.
+Tensors made by an entry `fn` carry their state through `state_fn` (old state tensor -> new; for
+widen_embed: the same duplication without the 1/k rescale and noise, so every copy continues with
+its original's moments and step); without a `state_fn` they restart (step 0), as brand-new ones.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class Entry:
     maps: tuple = ()             # per dim: None | (old_idx list, new_idx list)
     init: object = "random"      # "random" | "zero" | Tensor (full new shape)
     fn: Callable | None = None   # old tensor -> the full new tensor (replaces maps), e.g. duplication
+    state_fn: Callable | None = None  # old optimizer-state tensor -> new one (for `fn` entries)
 
 
 @dataclass
@@ -154,11 +157,14 @@ def transfer_optimizer(plan: TransferPlan, old_opt: torch.optim.Optimizer, old_m
             if src is None or old_params[src] not in old_opt.state:
                 continue
             e = plan.entries.get(n, Entry(src))
-            if e.fn is not None:  # a transformed tensor: its moments do not carry over
+            if e.fn is not None and e.state_fn is None:  # transformed, no rule: state restarts
                 continue
             st = {}
             for k, v in old_opt.state[old_params[src]].items():
                 if isinstance(v, torch.Tensor) and v.shape == old_params[src].shape and v.dim() > 0:
+                    if e.fn is not None:
+                        st[k] = e.state_fn(v).to(p.dtype).contiguous()
+                        continue
                     nv = torch.zeros_like(p, dtype=v.dtype)
                     move(e, v, nv)
                     st[k] = nv

@@ -58,7 +58,9 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.0, seed: int = 0):
         raise GrowthError("widen_embed widens token models (with an `embed`); this one takes features")
     g = graph.copy()
     plan = TransferPlan()
-    E = lambda name, fn: plan.entries.__setitem__(name, Entry(name, fn=fn))  # noqa: E731
+    def E(name, fn, state_fn):
+        plan.entries[name] = Entry(name, fn=fn, state_fn=state_fn)
+
     nodes = g.nodes()
     succ = {i: k2 for k2, d in nodes for i in d["inputs"]}
     for n, (path, d) in enumerate(nodes):
@@ -68,7 +70,7 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.0, seed: int = 0):
         if op in _PASS or d["kind"] != "op":
             continue
         if op in ("embed", "pos_embed"):
-            E(f"{path}.weight", lambda w: _rep(w, k, 1))
+            E(f"{path}.weight", lambda w: _rep(w, k, 1), lambda w: _rep(w, k, 1))
             if op == "embed":
                 inst = opinst(g, path)
                 inst.args = {**inst.args, "dim": k * r["dim"]}
@@ -77,23 +79,25 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.0, seed: int = 0):
             tied = nxt is not None and g.dag.nodes[nxt]["op"] == "unembed" and g.dag.nodes[nxt]["resolved"].get("tie")
             sc = 1.0 / k if tied else 1.0
             for pn in d["param_shapes"]:
-                E(f"{path}.{pn}", lambda w, sc=sc: _rep(w, k, 0, sc))
+                E(f"{path}.{pn}", lambda w, sc=sc: _rep(w, k, 0, sc), lambda w: _rep(w, k, 0))
         elif op == "attention":
             H, hd = r["heads"], r["head_dim"]
             rows, cols = _heads(H, hd, k, 3), _heads(H, hd, k, 1)
             cin = _in_cols(k, noise, seed + n)
-            E(f"{path}.qkv.weight", lambda w, rows=rows, cin=cin: cin(w[rows]))
-            E(f"{path}.proj.weight", lambda w, cols=cols: _rep(w[:, cols], k, 0) / k)
+            E(f"{path}.qkv.weight", lambda w, rows=rows, cin=cin: cin(w[rows]),
+              lambda w, rows=rows: _rep(w[rows], k, 1))
+            E(f"{path}.proj.weight", lambda w, cols=cols: _rep(w[:, cols], k, 0) / k,
+              lambda w, cols=cols: _rep(w[:, cols], k, 0))
             if r.get("bias", True):
-                E(f"{path}.qkv.bias", lambda b, rows=rows: b[rows])
-                E(f"{path}.proj.bias", lambda b: _rep(b, k, 0))
+                E(f"{path}.qkv.bias", lambda b, rows=rows: b[rows], lambda b, rows=rows: b[rows])
+                E(f"{path}.proj.bias", lambda b: _rep(b, k, 0), lambda b: _rep(b, k, 0))
             inst = opinst(g, path)
             inst.args = {**inst.args, "heads": k * H, "head_dim": hd}
         elif op == "mlp":
-            E(f"{path}.fc.weight", _in_cols(k, noise, seed + n))
-            E(f"{path}.proj.weight", lambda w: _rep(w, k, 0))
+            E(f"{path}.fc.weight", _in_cols(k, noise, seed + n), lambda w: _rep(w, k, 1))
+            E(f"{path}.proj.weight", lambda w: _rep(w, k, 0), lambda w: _rep(w, k, 0))
             if r.get("bias", True):
-                E(f"{path}.proj.bias", lambda b: _rep(b, k, 0))
+                E(f"{path}.proj.bias", lambda b: _rep(b, k, 0), lambda b: _rep(b, k, 0))
             inst = opinst(g, path)
             inst.args = {**{a: v for a, v in inst.args.items() if a != "mult"}, "hidden": r["hidden"]}
         elif op == "unembed":
@@ -102,7 +106,7 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.0, seed: int = 0):
                     raise GrowthError(f"`{path}` is tied and not right after a norm: cannot rescale it",
                                       hint="untie it, or put a layernorm before the unembed")
             else:
-                E(f"{path}.weight", lambda w: _rep(w, k, 1, 1.0 / k))
+                E(f"{path}.weight", lambda w: _rep(w, k, 1, 1.0 / k), lambda w: _rep(w, k, 1))
         else:
             raise GrowthError(f"widen_embed does not know how to widen `{op}` (at `{path}`)",
                               hint="it handles embed, pos_embed, norms, attention, mlp, unembed")

@@ -16,6 +16,7 @@ TOKENIZERS = ("bytes", "chars", "bpe", "byte", "char")
 class TrainConfig:
     # train { } section
     steps: int = 300
+    flops: float | None = None          # a compute budget: train until this many FLOPs are spent
     batch: int = 16
     ctx: int = 128
     lr: float = 3e-3
@@ -23,6 +24,10 @@ class TrainConfig:
     warmup: int = 20
     weight_decay: float = 0.1
     grad_clip: float = 1.0
+    lr_width: int | None = None         # lr is for this residual width; lr x lr_width / width
+                                        # (muP-style; None: the width training starts at; 0: off)
+    rewarm: int = 0                     # after a growth, ramp the LR back up over this many steps
+    rewarm_from: float = 0.0            # ... starting at this fraction of the schedule's LR
     eval_every: int = 50
     eval_batches: int = 8
     seed: int = 0
@@ -55,11 +60,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-_TRAIN_KEYS = {"steps", "batch", "ctx", "lr", "min_lr", "warmup", "weight_decay", "grad_clip",
+_TRAIN_KEYS = {"steps", "flops", "batch", "ctx", "lr", "min_lr", "warmup", "weight_decay", "grad_clip",
+               "rewarm", "rewarm_from", "lr_width",
                "eval_every", "eval_batches", "seed", "sample_tokens", "temperature", "threads",
                "checkpoint_every", "inject_nan_at_step", "inject_nan_times"}
 _DATA_KEYS = {"source", "tokenizer", "vocab_size", "val_fraction", "max_docs"}
-_INTS = {"steps", "batch", "ctx", "warmup", "eval_every", "eval_batches", "seed",
+_INTS = {"steps", "batch", "ctx", "warmup", "rewarm", "lr_width", "eval_every", "eval_batches", "seed",
          "sample_tokens", "threads", "checkpoint_every", "inject_nan_at_step", "inject_nan_times", "vocab_size",
          "max_docs"}
 
@@ -119,6 +125,10 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("steps", "batch", "ctx", "eval_every", "eval_batches", "threads"):
         if getattr(cfg, key) < 1:
             raise MorphError(f"train setting '{key}' must be at least 1, got {getattr(cfg, key)}")
+    if cfg.flops is not None and cfg.flops <= 0:
+        raise MorphError(f"train setting 'flops' must be positive, got {cfg.flops}")
+    if not 0.0 <= cfg.rewarm_from <= 1.0:
+        raise MorphError(f"train setting 'rewarm_from' must be in [0, 1], got {cfg.rewarm_from}")
     if cfg.lr <= 0:
         raise MorphError(f"train setting 'lr' must be positive, got {cfg.lr}")
     if cfg.warmup < 0:

@@ -44,6 +44,8 @@ class ControlState:
     val_loss: float | None = None
     last_growth_step: int = 0
     val_history: list = field(default_factory=list)  # [(step, val_loss)]
+    progress: float = 0.0           # fraction of the run done: of its steps, or of its FLOPs budget
+    flops: int = 0                  # training FLOPs so far
 
 
 @runtime_checkable
@@ -95,20 +97,48 @@ class EveryTrigger(Trigger):
         return s.event == "step" and s.step % self.n == 0
 
 
+class ProgressTrigger(Trigger):
+    """progress(F): once, after the first step at or past fraction F of the run: of its steps,
+    or of its FLOPs budget when the train section sets `flops` (so a schedule scales with the
+    run's length)."""
+
+    def __init__(self, fraction: float):
+        super().__init__()
+        if not 0.0 < float(fraction) < 1.0:
+            raise ValueError(f"progress(F) needs 0 < F < 1, got {fraction}")
+        self.fraction = float(fraction)
+        self.state = {"fired": False}
+
+    def fires(self, s):
+        if s.event != "step" or self.state["fired"]:
+            return False
+        if s.progress >= self.fraction - 1e-12:
+            self.state["fired"] = True
+            return True
+        return False
+
+
 class PlateauTrigger(Trigger):
-    """plateau(patience, min_delta, cooldown, max_params): on evaluation, when the relative
-    improvement over the best validation loss stays below `min_delta` for `patience`
-    evaluations, at least `cooldown` steps after any growth and under a parameter budget."""
+    """plateau(patience, min_delta, cooldown, max_params, times): on evaluation, when the
+    relative improvement over the best validation loss stays below `min_delta` for `patience`
+    evaluations, at least `cooldown` steps after any growth, under a parameter budget and at
+    most `times` times. When several plateau rules are ready at one evaluation only the first
+    (in spec order) fires, so a list of `times = 1` rules is a staged schedule: one stage per
+    plateau."""
 
     def __init__(self, patience: int = 3, min_delta: float = 0.005, cooldown: int = 100,
-                 max_params: int | None = None):
+                 max_params: int | None = None, times: int | None = None):
         super().__init__()
         self.patience, self.min_delta = int(patience), float(min_delta)
         self.cooldown = int(cooldown)
         self.max_params = None if max_params is None else int(max_params)
-        self.state = {"best": None, "bad": 0}
+        self.times = None if times is None else int(times)
+        if self.times is not None and self.times < 1:
+            raise ValueError(f"times must be at least 1, got {times}")
+        self.state = {"best": None, "bad": 0, "fired": 0}
 
-    def fires(self, s):
+    def ready(self, s) -> bool:
+        """Update the plateau statistics with this evaluation; True when the rule may fire."""
         if s.event != "eval" or s.val_loss is None:
             return False
         best = self.state["best"]
@@ -123,11 +153,21 @@ class PlateauTrigger(Trigger):
             return False
         if self.max_params is not None and s.params >= self.max_params:
             return False
+        return self.times is None or self.state.get("fired", 0) < self.times
+
+    def fire(self) -> None:
         self.state["bad"] = 0
-        return True
+        self.state["fired"] = self.state.get("fired", 0) + 1
+
+    def fires(self, s):
+        if self.ready(s):
+            self.fire()
+            return True
+        return False
 
 
-TRIGGERS = {"step": StepTrigger, "every": EveryTrigger, "plateau": PlateauTrigger}
+TRIGGERS = {"step": StepTrigger, "every": EveryTrigger, "progress": ProgressTrigger,
+            "plateau": PlateauTrigger}
 
 
 def make_trigger(spec: dict, span=None) -> Trigger:
@@ -139,8 +179,8 @@ def make_trigger(spec: dict, span=None) -> Trigger:
         return TRIGGERS[name](*spec.get("args", []), **spec.get("kwargs", {}))
     except (TypeError, ValueError) as e:
         raise MorphError(f"bad arguments to trigger {name}(): {e}", span=spec.get("span") or span,
-                         hint="step(N), every(N), plateau(patience=3, min_delta=0.005, "
-                              "cooldown=100, max_params=None)") from None
+                         hint="step(N), every(N), progress(F), plateau(patience=3, min_delta=0.005, "
+                              "cooldown=100, max_params=None, times=None)") from None
 
 
 class RuleController:
@@ -151,9 +191,16 @@ class RuleController:
         self.triggers = [make_trigger(r["trigger"], r.get("span")) for r in rules]
 
     def decide(self, state: ControlState) -> list[GrowthAction]:
-        out = []
+        out, plateau_fired = [], False
         for i, (rule, trig) in enumerate(zip(self.rules, self.triggers)):
-            if trig.fires(state):
+            if isinstance(trig, PlateauTrigger):  # one plateau rule per evaluation
+                fired = trig.ready(state) and not plateau_fired
+                if fired:
+                    trig.fire()
+                    plateau_fired = True
+            else:
+                fired = trig.fires(state)
+            if fired:
                 t = rule["trigger"]
                 why = f"rule {i}: {t['name']}({', '.join(map(str, t.get('args', [])))})"
                 out += [GrowthAction(a["name"], list(a.get("args", [])), dict(a.get("kwargs", {})),

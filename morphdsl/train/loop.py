@@ -16,6 +16,7 @@ from ..errors import MorphError
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import prepare_data
+from ..ir.cost import train_flops
 from .growth import ControlState, RuleController, apply_growth
 from .optim import load_state_by_name, lr_at, make_optimizer, set_lr, state_by_name
 from .progress import Reporter
@@ -58,7 +59,11 @@ class Trainer:
         self.reporter = reporter or Reporter(enabled=False)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step, self.tokens, self.lr_scale, self.last_growth = 0, 0, 1.0, 0
+        self.flops = 0  # training FLOPs so far, counted from the graph (follows growth)
+        self.clock = 0.0  # seconds in training steps and growth (not evaluation or checkpoints)
         self.failures, self.injected, self.val_history = 0, 0, []
+        if cfg.lr_width is None:  # the spec's lr is for the width it starts at (saved on resume)
+            cfg.lr_width = self.width()
         self.opt = make_optimizer(self.model, cfg)
         self.fixed = next(stream.iter_eval_batches("val", cfg.batch, cfg.ctx, max_batches=1))
         self.pending: list[dict] = []  # metric rows not yet flushed to metrics.jsonl
@@ -71,7 +76,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _trainer_state(self) -> dict:
-        return {"step": self.step, "tokens": self.tokens, "lr_scale": self.lr_scale,
+        return {"step": self.step, "tokens": self.tokens, "flops": self.flops,
+                "train_s": self.clock, "lr_scale": self.lr_scale,
                 "last_growth_step": self.last_growth, "val_history": self.val_history,
                 "injected": self.injected, "params": n_params(self.model),
                 "controllers": [c.state_dict() for c in self.controllers],
@@ -79,6 +85,7 @@ class Trainer:
 
     def _set_trainer_state(self, s: dict) -> None:
         self.step, self.tokens, self.lr_scale = s["step"], s["tokens"], s["lr_scale"]
+        self.flops, self.clock = s.get("flops", 0), s.get("train_s", 0.0)
         self.last_growth, self.injected = s["last_growth_step"], s.get("injected", 0)
         self.val_history = [tuple(v) for v in s["val_history"]]
         for c, cs in zip(self.controllers, s["controllers"]):
@@ -159,9 +166,12 @@ class Trainer:
 
     def grow(self, action) -> None:
         """Apply one growth action: rewrite, move weights + AdamW state, check identity, log."""
+        t0 = time.time()
         before_logits, p0 = self.fixed_logits(), n_params(self.model)
         loss0 = F.cross_entropy(before_logits.flatten(0, 1), self.fixed[1].flatten()).item()
-        args = {"target": action.target, **action.kwargs}
+        args = dict(action.kwargs)
+        if action.target is not None:  # graph-wide rewrites (widen_embed) take no target
+            args["target"] = action.target
         with torch.random.fork_rng(devices=[]):  # new units' init: seeded by (seed, step)
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.step)
             try:
@@ -175,7 +185,8 @@ class Trainer:
         loss1 = F.cross_entropy(after_logits.flatten(0, 1), self.fixed[1].flatten()).item()
         err = (after_logits - before_logits).abs().max().item()
         self.last_growth = self.step
-        self._event({"type": "growth", "step": self.step, "tokens": self.tokens,
+        self.clock += time.time() - t0
+        self._event({"type": "growth", "step": self.step, "tokens": self.tokens, "flops": self.flops,
                      "op": action.op, "target": action.target, "args": action.kwargs,
                      "reason": action.reason, "params_before": p0,
                      "params_after": n_params(self.model), "max_verify_error": err,
@@ -183,30 +194,76 @@ class Trainer:
 
     def _decide(self, event: str, train_loss=None, val_loss=None) -> bool:
         s = ControlState(self.step, event, n_params(self.model), self.tokens, train_loss, val_loss,
-                         self.last_growth, list(self.val_history))
+                         self.last_growth, list(self.val_history), self.progress(), self.flops)
         actions = [a for c in self.controllers for a in c.decide(s)]
         for a in actions:
             self.grow(a)
         return bool(actions)
 
+    def lr_now(self) -> float:
+        """The schedule's LR at this step, re-warmed linearly over `cfg.rewarm` steps after a
+        growth (starting at `cfg.rewarm_from` x the schedule)."""
+        budget = self.cfg.flops
+        lr = lr_at(self.step, self.cfg, self.lr_scale, self.flops / budget if budget else None)
+        if self.cfg.lr_width:  # width-scaled LR (muP-style): lr x lr_width / residual width
+            # (Adam's per-weight step moves a layer's output in proportion to its fan-in)
+            lr *= self.cfg.lr_width / self.width()
+        since = self.step - self.last_growth
+        if self.last_growth > 0 and self.cfg.rewarm and since < self.cfg.rewarm:
+            f0 = self.cfg.rewarm_from
+            lr *= f0 + (1 - f0) * (since + 1) / self.cfg.rewarm
+        return lr
+
+    def width(self) -> int:
+        """The model's residual width (its embedding's dim)."""
+        g = self.model.morph_graph
+        if getattr(self, "_width_key", None) is not g:
+            self._width_key = g
+            dims = [d["resolved"]["dim"] for _, d in g.nodes() if d.get("op") == "embed"]
+            self._width_val = dims[0] if dims else g.dag.nodes[g.nodes()[1][0]]["type"].channels
+        return self._width_val
+
+    def progress(self) -> float:
+        """Fraction of the run done: of the FLOPs budget when there is one, else of the steps."""
+        if self.cfg.flops:
+            return min(1.0, self.flops / self.cfg.flops)
+        return min(1.0, self.step / self.cfg.steps)
+
+    def done(self) -> bool:
+        return bool(self.cfg.flops) and self.flops >= self.cfg.flops
+
+    def step_flops(self, batch: int, ctx: int) -> int:
+        """Training FLOPs of one step of the current model (cached per graph)."""
+        g = self.model.morph_graph
+        key = getattr(self, "_flops_key", None)
+        if key is None or key[0] is not g or key[1:] != (batch, ctx):
+            self._flops_key = (g, batch, ctx)  # holds g, so `is` cannot see a recycled object
+            self._flops_val = train_flops(g, batch, ctx)
+        return self._flops_val
+
     def save(self) -> None:
         self._flush()
         ckpt.save_checkpoint(self.run_dir, module=self.model,
                              opt_state=state_by_name(self.model, self.opt),
-                             lr=lr_at(self.step, self.cfg, self.lr_scale),
+                             lr=self.lr_now(),
                              rng=ckpt.rng_state(self.gen), state=self._trainer_state(),
                              tokenizer=self.tokenizer)
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict:
         cfg = self.cfg
-        end = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
+        steps = cfg.steps
+        if cfg.flops:  # a FLOPs budget sets the length; steps shown = estimate at today's size
+            steps = 1 << 62
+            per = self.step_flops(cfg.batch, cfg.ctx)
+            shown = self.step + max(1, math.ceil((cfg.flops - self.flops) / per))
+        end = steps if cfg.stop_at is None else min(steps, cfg.stop_at)
         self.model.train()
-        self.reporter.start(self.step, cfg.steps, n_params(self.model))
+        self.reporter.start(self.step, shown if cfg.flops else cfg.steps, n_params(self.model))
         t_start, busy, tok0 = time.time(), 0.0, self.tokens  # busy: time in train steps only
-        while self.step < end:
+        while self.step < end and not self.done():
             t0 = time.time()
-            lr = lr_at(self.step, cfg, self.lr_scale)
+            lr = self.lr_now()
             set_lr(self.opt, lr)
             x, y = self.stream.get_batch("train", cfg.batch, cfg.ctx, self.gen)
             loss = self._loss(x, y)
@@ -223,14 +280,17 @@ class Trainer:
             self.opt.step()
             self.step += 1
             self.tokens += x.numel()
+            self.flops += self.step_flops(x.shape[0], x.shape[1])
             busy += time.time() - t0
+            self.clock += time.time() - t0
             tok_s = (self.tokens - tok0) / max(busy, 1e-9)
-            row = {"step": self.step, "tokens": self.tokens, "loss": loss.item(), "lr": lr,
+            row = {"step": self.step, "tokens": self.tokens, "flops": self.flops,
+                   "train_s": round(self.clock, 4), "loss": loss.item(), "lr": lr,
                    "params": n_params(self.model), "tok_s": tok_s}
             self.pending.append(row)
             self.reporter.update(self.step, row["loss"], tok_s, row["params"])
             grew = self._decide("step", train_loss=row["loss"])
-            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.eval_every == 0 or self.step == steps or self.done():
                 val = self.evaluate()
                 row.update(val_loss=val, val_ppl=math.exp(min(val, 50)))
                 self.val_history.append((self.step, val))
@@ -241,13 +301,13 @@ class Trainer:
                 self._flush()
             elif grew:
                 self.snapshot = self._snap()
-            if self.step % cfg.ckpt_every == 0 or self.step == end:
+            if self.step % cfg.ckpt_every == 0 or self.step == end or self.done():
                 self.save()
         self._flush()
         if self.step > 0 and not (self.run_dir / "checkpoints" / "latest").exists():
             self.save()
         final = self.val_history[-1][1] if self.val_history else self.evaluate()
-        return {"step": self.step, "tokens": self.tokens, "val_loss": final,
+        return {"step": self.step, "tokens": self.tokens, "flops": self.flops, "val_loss": final,
                 "val_ppl": math.exp(min(final, 50)), "params": n_params(self.model),
                 "time_s": time.time() - t_start,
                 "growth_events": sum(1 for e in read_jsonl(self.run_dir / "events.jsonl")

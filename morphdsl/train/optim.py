@@ -46,14 +46,18 @@ def load_state_by_name(model: nn.Module, opt: torch.optim.Optimizer,
         opt.state[p] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in st.items()}
 
 
-def lr_at(step: int, cfg: TrainConfig, scale: float = 1.0) -> float:
-    """Linear warm-up to `lr`, then cosine to `min_lr` at `steps`; `step` is global (0-based)."""
+def lr_at(step: int, cfg: TrainConfig, scale: float = 1.0, progress: float | None = None
+          ) -> float:
+    """Linear warm-up to `lr` over `warmup` steps, then cosine to `min_lr` at the end of the run.
+    `step` is global (0-based). The cosine follows `progress` in [0, 1] when given (a FLOPs
+    budget: the fraction of it spent), else the steps after warm-up."""
     lo = cfg.min_lr_value
     if cfg.warmup and step < cfg.warmup:
         lr = cfg.lr * (step + 1) / cfg.warmup
     else:
-        span = max(1, cfg.steps - cfg.warmup)
-        t = min(1.0, (step - cfg.warmup) / span)
+        if progress is None:
+            progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        t = min(1.0, max(0.0, progress))
         lr = lo + 0.5 * (1 + math.cos(math.pi * t)) * (cfg.lr - lo)
     return lr * scale
 

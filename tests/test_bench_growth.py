@@ -1,0 +1,45 @@
+"""The growth benchmark's arithmetic (crossing points, interpolation) and a tiny end-to-end run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.growth import analyse, loss_at, main, reach
+from tests.test_train import _env, cache  # noqa: F401
+
+CURVE = [(10.0, 1.0, 3.0), (20.0, 2.0, 2.0), (30.0, 3.0, 1.5)]  # (flops, seconds, val loss)
+
+
+def test_reach_interpolates_between_evaluations():
+    assert reach(CURVE, 2.5) == pytest.approx((15.0, 1.5))
+    assert reach(CURVE, 3.5) == (10.0, 1.0)  # already below at the first evaluation
+    assert reach(CURVE, 1.0) is None
+
+
+def test_loss_at_interpolates_in_flops():
+    assert loss_at(CURVE, 25.0) == pytest.approx(1.75)
+    assert loss_at(CURVE, 99.0) == 1.5
+
+
+def test_analyse_compares_each_seed_with_its_static_run():
+    runs = [{"name": "static", "data": "d", "seed": 0, "curve": CURVE, "final": 1.5,
+             "flops": 30.0},
+            {"name": "g", "data": "d", "seed": 0, "final": 1.4, "flops": 21.0,
+             "curve": [(5.0, 0.5, 2.0), (14.0, 1.0, 1.6), (21.0, 1.5, 1.4)]}]
+    (row,) = analyse(runs, ["static", "g"])["d"]["g"]
+    assert row["flops_to_target"] == pytest.approx((14 + 0.5 * 7) / 30)
+    assert row["static_at_equal_flops"] == pytest.approx(loss_at(CURVE, 21.0))
+
+
+def test_benchmark_runs_end_to_end(tmp_path):
+    assert main(["--steps", "6", "--seeds", "1", "--data", "stories", "--jobs", "1",
+                 "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    names = {r["name"] for r in res["runs"]}
+    assert names == {"static", "grow_plateau", "grow_progress"}
+    static = next(r for r in res["runs"] if r["name"] == "static")
+    for r in res["runs"]:
+        assert r["flops"] >= (1.0 if r["name"] == "static" else 0.7) * static["flops"] * 0.999
+    assert (tmp_path / "growth.png").stat().st_size > 10_000
+    assert "FLOPs to reach L*" in (tmp_path / "report.md").read_text()
