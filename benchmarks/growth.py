@@ -17,6 +17,7 @@ validation loss at the grown run's total FLOPs. Writes report.md, results.json a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs" / "bench"
 DATASETS = ("shakespeare", "stories")
 FULL = dict(steps=1500, seeds=3, eval_every=50)
-QUICK = dict(steps=500, seeds=1, eval_every=25)
+QUICK = dict(steps=500, seeds=1, eval_every=50)
 
 
 def step_flops(spec: Path, batch: int, ctx: int) -> int:
@@ -37,6 +38,10 @@ def step_flops(spec: Path, batch: int, ctx: int) -> int:
     from morphdsl.ir.cost import train_flops
 
     return train_flops(morphdsl.build(spec), batch, ctx)
+
+
+def spec_sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def run_one(job: dict) -> dict:
@@ -57,7 +62,7 @@ def run_one(job: dict) -> dict:
                                  if "val_loss" in r]
     events = [e for e in read_jsonl(Path(job["run_dir"]) / "events.jsonl")
               if e.get("type") == "growth"]
-    return {**{k: job[k] for k in ("name", "data", "seed")}, "curve": curve[1:],
+    return {**{k: job[k] for k in ("name", "data", "seed", "spec_sha")}, "curve": curve[1:],
             "events": [{"op": e["op"], "step": e["step"], "flops": e.get("flops"),
                         "params_after": e["params_after"]} for e in events],
             "final": summary["val_loss"], "flops": summary["flops"], "steps": summary["step"],
@@ -155,39 +160,61 @@ def report(table: dict, cfg: dict, date: str) -> str:
 
 
 def plot(results: list[dict], names: list[str], path: Path) -> None:
+    """Validation loss vs FLOPs per data set (top) and the end of the race, zoomed (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datas = sorted({r["data"] for r in results})
-    fig, axes = plt.subplots(1, len(datas), figsize=(6.5 * len(datas), 4.6), squeeze=False)
-    colors = dict(zip(names, ["black", "tab:blue", "tab:orange", "tab:green", "tab:red"]))
-    for ax, data in zip(axes[0], datas):
-        for name in names:
-            runs = [r for r in results if r["data"] == data and r["name"] == name]
-            for i, r in enumerate(runs):
-                f = [c[0] for c in r["curve"]]
-                v = [c[2] for c in r["curve"]]
-                ax.plot(f, v, color=colors[name], alpha=0.85, lw=1.2, marker=".", ms=2,
-                        label=name if i == 0 else None)
-                for e in r["events"]:
-                    if e.get("flops") is not None:
-                        ax.plot([e["flops"]], [loss_at(r["curve"], e["flops"])], marker="v",
-                                color=colors[name], ms=6, ls="none")
-        st = [r["final"] for r in results if r["data"] == data and r["name"] == "static"]
-        if st:
-            ax.axhline(statistics.mean(st), color="gray", ls=":", lw=1, label="static final (L*)")
-        ax.set_title(f"{data} (char-level): validation loss vs training FLOPs")
-        ax.set_xlabel("training FLOPs (counted from the graph)")
-        ax.set_ylabel("validation loss (nats/char)")
-        ax.set_ylim(top=min(3.0, ax.get_ylim()[1]))
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, "▼ growth events", fontsize=8)
+    fig, axes = plt.subplots(2, len(datas), figsize=(6.5 * len(datas), 8.4), squeeze=False)
+    palette = ["black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    colors = dict(zip(names, palette))
+    for col, data in enumerate(datas):
+        st = [r for r in results if r["data"] == data and r["name"] == "static"]
+        target = statistics.mean(r["final"] for r in st) if st else None
+        fmax = max(r["flops"] for r in st) if st else None
+        for row, ax in enumerate(axes[:, col]):
+            for name in names:
+                runs = [r for r in results if r["data"] == data and r["name"] == name]
+                for i, r in enumerate(runs):
+                    f = [c[0] for c in r["curve"]]
+                    v = [c[2] for c in r["curve"]]
+                    ax.plot(f, v, color=colors[name], alpha=0.85, lw=1.2, marker=".", ms=2,
+                            label=name if i == 0 else None)
+                    for e in r["events"]:
+                        if e.get("flops") is not None:
+                            ax.plot([e["flops"]], [loss_at(r["curve"], e["flops"])], marker="v",
+                                    color=colors[name], ms=6, ls="none")
+            if target is not None:
+                ax.axhline(target, color="gray", ls=":", lw=1, label="static final (L*)")
+            ax.set_xlabel("training FLOPs (counted from the graph)")
+            ax.set_ylabel("validation loss (nats/char)")
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{data} (char-level): validation loss vs training FLOPs")
+                ax.legend(fontsize=8)
+            elif target is not None:
+                ax.set_title(f"{data}: the last 60% of the static budget, zoomed")
+                ax.set_xlim(0.4 * fmax, 1.02 * fmax)
+                ax.set_ylim(target - 0.04 * max(target, 1), target + 0.12 * max(target, 1))
+    fig.text(0.01, 0.005, "▼ growth events", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def reusable(path: Path, cfg: dict, jobs: list[dict]) -> list[dict]:
+    """Runs of an earlier results.json that this invocation would repeat exactly."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    keys = ("steps", "batch", "ctx", "budget", "eval_every", "static_flops")
+    if any(old["config"].get(k) != cfg.get(k) for k in keys):
+        return []
+    want = {(j["name"], j["data"], j["seed"]): j["spec_sha"] for j in jobs}
+    return [r for r in old["runs"]
+            if want.get((r["name"], r["data"], r["seed"])) == r.get("spec_sha")]
 
 
 def main(argv=None) -> int:
@@ -201,6 +228,9 @@ def main(argv=None) -> int:
     ap.add_argument("--schedules", nargs="+", help="grow_*.morph names (default: all)")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (1 thread each)")
     ap.add_argument("--out", help="where report.md, results.json and growth.png go")
+    ap.add_argument("--fresh", action="store_true",
+                    help="rerun everything (default: reuse runs in OUT/results.json whose spec "
+                         "file and settings are unchanged)")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     cfg.update({k: v for k, v in (("steps", args.steps), ("seeds", args.seeds)) if v})
@@ -226,12 +256,16 @@ def main(argv=None) -> int:
         for data in args.data:
             for name in names:
                 jobs.append(dict(name=name, data=data, seed=seed, spec=SPECS / f"{name}.morph",
+                                 spec_sha=spec_sha(SPECS / f"{name}.morph"),
                                  flops=F if name == "static" else args.budget * F,
                                  threads=1, eval_every=cfg["eval_every"],
                                  run_dir=str(run_root / f"{data}-{name}-s{seed}")))
-    print(f"{len(jobs)} runs, {args.jobs} at a time; static budget {F:.3g} FLOPs")
+    results = [] if args.fresh else reusable(out / "results.json", cfg, jobs)
+    done = {(r["name"], r["data"], r["seed"]) for r in results}
+    jobs = [j for j in jobs if (j["name"], j["data"], j["seed"]) not in done]
+    print(f"{len(jobs)} runs ({len(results)} reused), {args.jobs} at a time; static budget "
+          f"{F:.3g} FLOPs")
     t0 = time.time()
-    results = []
     with ProcessPoolExecutor(max_workers=args.jobs) as ex:
         for r in ex.map(run_one, jobs):
             results.append(r)

@@ -16,6 +16,8 @@ def register(sub):
                                    "rules; checkpoints and metrics go to the run directory.")
     p.add_argument("file", metavar="FILE", nargs="?", help=".morph spec (omit with --resume)")
     p.add_argument("--steps", type=int, help="total optimizer steps (overrides train.steps)")
+    p.add_argument("--flops", type=float, help="a compute budget: train until this many FLOPs "
+                   "(counted from the graph; the LR cosine follows the fraction spent)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/SPEC_NAME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
@@ -33,7 +35,9 @@ def run(args) -> int:
     from ..train.progress import Reporter
 
     overrides = {"steps": args.steps, "seed": args.seed, "source": args.data,
-                 "stop_at": args.stop_at}
+                 "stop_at": args.stop_at, "flops": args.flops}
+    if args.flops is not None and not args.flops > 0:
+        raise UsageError("--flops must be positive")
     for k in ("steps", "stop_at"):
         if overrides[k] is not None and overrides[k] < 1:
             raise UsageError(f"--{k.replace('_', '-')} must be at least 1")

@@ -202,7 +202,9 @@ class RuleController:
                 fired = trig.fires(state)
             if fired:
                 t = rule["trigger"]
-                why = f"rule {i}: {t['name']}({', '.join(map(str, t.get('args', [])))})"
+                targs = [str(a) for a in t.get("args", [])]
+                targs += [f"{k}={v}" for k, v in (t.get("kwargs") or {}).items()]
+                why = f"rule {i}: {t['name']}({', '.join(targs)})"
                 out += [GrowthAction(a["name"], list(a.get("args", [])), dict(a.get("kwargs", {})),
                                      a.get("span"), why) for a in rule["actions"]]
         return out

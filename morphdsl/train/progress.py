@@ -91,6 +91,7 @@ class Reporter:
             return
         table = Table(title="training summary", show_header=False)
         rows = [("steps", str(summary["step"])), ("tokens", f"{summary['tokens']:,}"),
+                ("training FLOPs", f"{summary.get('flops', 0):.3g}"),
                 ("final val loss", f"{summary['val_loss']:.4f}"),
                 ("val perplexity", f"{summary['val_ppl']:.2f}"),
                 ("params", f"{summary['params']:,}"),
