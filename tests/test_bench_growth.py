@@ -33,13 +33,18 @@ def test_analyse_compares_each_seed_with_its_static_run():
 
 
 def test_benchmark_runs_end_to_end(tmp_path):
-    assert main(["--steps", "6", "--seeds", "1", "--data", "stories", "--jobs", "1",
-                 "--out", str(tmp_path)]) == 0
+    args = ["--steps", "6", "--seeds", "1", "--data", "stories", "--jobs", "1",
+            "--schedules", "grow_plateau", "grow_late", "--out", str(tmp_path)]
+    assert main(args) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     names = {r["name"] for r in res["runs"]}
-    assert names == {"static", "grow_plateau", "grow_progress"}
+    assert names == {"static", "grow_plateau", "grow_late"}
     static = next(r for r in res["runs"] if r["name"] == "static")
     for r in res["runs"]:
         assert r["flops"] >= (1.0 if r["name"] == "static" else 0.7) * static["flops"] * 0.999
     assert (tmp_path / "growth.png").stat().st_size > 10_000
     assert "FLOPs to reach L*" in (tmp_path / "report.md").read_text()
+    # a second invocation reuses every unchanged run instead of training again
+    assert main(args) == 0
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert [r["wall_s"] for r in again["runs"]] == [r["wall_s"] for r in res["runs"]]

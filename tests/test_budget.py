@@ -13,7 +13,6 @@ from morphdsl.train.config import TrainConfig, from_sections
 from morphdsl.train.growth import ProgressTrigger, RuleController
 from morphdsl.train.loop import read_jsonl
 from morphdsl.train.optim import lr_at
-from tests.test_train import spec  # noqa: F401  (fixtures below)
 from tests.test_train import _env, cache  # noqa: F401
 
 
