@@ -1,7 +1,7 @@
 """Does growing pay? Static target vs growth schedules on real text, compared in FLOPs.
 
     python -m benchmarks.growth            # full: 2 data sets x 3 seeds, all grow_*.morph
-                                           # (~100 min on 2 cores from scratch; unchanged runs are reused)
+                                           # (~2 h on 2 cores; unchanged runs are reused)
     python -m benchmarks.growth --quick    # 1 seed, 500 static steps, 2 schedules, < 10 min
 
 For each data set (Shakespeare, character level; the embedded stories) and seed:
