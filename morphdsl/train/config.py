@@ -127,6 +127,9 @@ def validate(cfg: TrainConfig) -> None:
             raise MorphError(f"train setting '{key}' must be at least 1, got {getattr(cfg, key)}")
     if cfg.flops is not None and cfg.flops <= 0:
         raise MorphError(f"train setting 'flops' must be positive, got {cfg.flops}")
+    for key in ("rewarm", "lr_width"):
+        if (getattr(cfg, key) or 0) < 0:
+            raise MorphError(f"train setting '{key}' must be >= 0, got {getattr(cfg, key)}")
     if not 0.0 <= cfg.rewarm_from <= 1.0:
         raise MorphError(f"train setting 'rewarm_from' must be in [0, 1], got {cfg.rewarm_from}")
     if cfg.lr <= 0:
