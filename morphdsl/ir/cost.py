@@ -15,25 +15,12 @@ def forward_flops(graph, ctx: int) -> int:
     """Forward FLOPs per token of `graph` at context length `ctx`."""
     total = 0
     for _, d in graph.nodes():
-        if d.get("kind") != "op":
-            continue
-        op, r = get_op(d["op"]), d["resolved"]
-        total += op.flops(r) + op.flops_ctx(r, ctx)
+        if d.get("kind") == "op":
+            op, r = get_op(d["op"]), d["resolved"]
+            total += op.flops(r) + op.flops_ctx(r, ctx)
     return int(total)
 
 
 def train_flops(graph, batch: int, ctx: int) -> int:
     """FLOPs of one training step (forward + backward) on a (batch, ctx) token batch."""
     return 3 * forward_flops(graph, ctx) * batch * ctx
-
-
-def flops_table(graph, ctx: int) -> list[tuple[str, str, int]]:
-    """(path, op, forward FLOPs per token) for every op with a nonzero cost."""
-    rows = []
-    for path, d in graph.nodes():
-        if d.get("kind") == "op":
-            op, r = get_op(d["op"]), d["resolved"]
-            f = op.flops(r) + op.flops_ctx(r, ctx)
-            if f:
-                rows.append((path, d["op"], int(f)))
-    return rows

@@ -58,8 +58,8 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.0, seed: int = 0):
         raise GrowthError("widen_embed widens token models (with an `embed`); this one takes features")
     g = graph.copy()
     plan = TransferPlan()
-    def E(name, fn, state_fn):
-        plan.entries[name] = Entry(name, fn=fn, state_fn=state_fn)
+    def E(name, fn, state_fn=None):  # state_fn: the duplication without rescale and noise
+        plan.entries[name] = Entry(name, fn=fn, state_fn=state_fn or fn)
 
     nodes = g.nodes()
     succ = {i: k2 for k2, d in nodes for i in d["inputs"]}
@@ -70,7 +70,7 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.0, seed: int = 0):
         if op in _PASS or d["kind"] != "op":
             continue
         if op in ("embed", "pos_embed"):
-            E(f"{path}.weight", lambda w: _rep(w, k, 1), lambda w: _rep(w, k, 1))
+            E(f"{path}.weight", lambda w: _rep(w, k, 1))
             if op == "embed":
                 inst = opinst(g, path)
                 inst.args = {**inst.args, "dim": k * r["dim"]}
@@ -89,15 +89,15 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.0, seed: int = 0):
             E(f"{path}.proj.weight", lambda w, cols=cols: _rep(w[:, cols], k, 0) / k,
               lambda w, cols=cols: _rep(w[:, cols], k, 0))
             if r.get("bias", True):
-                E(f"{path}.qkv.bias", lambda b, rows=rows: b[rows], lambda b, rows=rows: b[rows])
-                E(f"{path}.proj.bias", lambda b: _rep(b, k, 0), lambda b: _rep(b, k, 0))
+                E(f"{path}.qkv.bias", lambda b, rows=rows: b[rows])
+                E(f"{path}.proj.bias", lambda b: _rep(b, k, 0))
             inst = opinst(g, path)
             inst.args = {**inst.args, "heads": k * H, "head_dim": hd}
         elif op == "mlp":
             E(f"{path}.fc.weight", _in_cols(k, noise, seed + n), lambda w: _rep(w, k, 1))
-            E(f"{path}.proj.weight", lambda w: _rep(w, k, 0), lambda w: _rep(w, k, 0))
+            E(f"{path}.proj.weight", lambda w: _rep(w, k, 0))
             if r.get("bias", True):
-                E(f"{path}.proj.bias", lambda b: _rep(b, k, 0), lambda b: _rep(b, k, 0))
+                E(f"{path}.proj.bias", lambda b: _rep(b, k, 0))
             inst = opinst(g, path)
             inst.args = {**{a: v for a, v in inst.args.items() if a != "mult"}, "hidden": r["hidden"]}
         elif op == "unembed":

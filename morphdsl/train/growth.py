@@ -60,13 +60,28 @@ class Controller(Protocol):
 # --------------------------------------------------------------------------- triggers
 
 class Trigger:
-    """Fires on some steps or evaluations; its mutable state is a JSON-able dict."""
+    """Fires on some steps or evaluations; its mutable state is a JSON-able dict.
+
+    `ready(s)` looks at the state (and may update running statistics); `fire()` records that the
+    rule fired. Of the `exclusive` triggers ready at one decision only the first fires, so a list
+    of exclusive one-shot rules is a staged schedule."""
+
+    exclusive = False
 
     def __init__(self):
         self.state: dict = {}
 
-    def fires(self, s: ControlState) -> bool:
+    def ready(self, s: ControlState) -> bool:
         raise NotImplementedError
+
+    def fire(self) -> None:
+        pass
+
+    def fires(self, s: ControlState) -> bool:
+        if self.ready(s):
+            self.fire()
+            return True
+        return False
 
 
 class StepTrigger(Trigger):
@@ -77,11 +92,11 @@ class StepTrigger(Trigger):
         self.n = int(n)
         self.state = {"fired": False}
 
-    def fires(self, s):
-        if s.event == "step" and s.step == self.n and not self.state["fired"]:
-            self.state["fired"] = True
-            return True
-        return False
+    def ready(self, s):
+        return s.event == "step" and s.step == self.n and not self.state["fired"]
+
+    def fire(self):
+        self.state["fired"] = True
 
 
 class EveryTrigger(Trigger):
@@ -93,7 +108,7 @@ class EveryTrigger(Trigger):
             raise ValueError("every(N) needs N >= 1")
         self.n = int(n)
 
-    def fires(self, s):
+    def ready(self, s):
         return s.event == "step" and s.step % self.n == 0
 
 
@@ -109,13 +124,11 @@ class ProgressTrigger(Trigger):
         self.fraction = float(fraction)
         self.state = {"fired": False}
 
-    def fires(self, s):
-        if s.event != "step" or self.state["fired"]:
-            return False
-        if s.progress >= self.fraction - 1e-12:
-            self.state["fired"] = True
-            return True
-        return False
+    def ready(self, s):
+        return s.event == "step" and not self.state["fired"] and s.progress >= self.fraction - 1e-12
+
+    def fire(self):
+        self.state["fired"] = True
 
 
 class PlateauTrigger(Trigger):
@@ -125,6 +138,8 @@ class PlateauTrigger(Trigger):
     most `times` times. When several plateau rules are ready at one evaluation only the first
     (in spec order) fires, so a list of `times = 1` rules is a staged schedule: one stage per
     plateau."""
+
+    exclusive = True
 
     def __init__(self, patience: int = 3, min_delta: float = 0.005, cooldown: int = 100,
                  max_params: int | None = None, times: int | None = None):
@@ -159,12 +174,6 @@ class PlateauTrigger(Trigger):
         self.state["bad"] = 0
         self.state["fired"] = self.state.get("fired", 0) + 1
 
-    def fires(self, s):
-        if self.ready(s):
-            self.fire()
-            return True
-        return False
-
 
 TRIGGERS = {"step": StepTrigger, "every": EveryTrigger, "progress": ProgressTrigger,
             "plateau": PlateauTrigger}
@@ -191,22 +200,19 @@ class RuleController:
         self.triggers = [make_trigger(r["trigger"], r.get("span")) for r in rules]
 
     def decide(self, state: ControlState) -> list[GrowthAction]:
-        out, plateau_fired = [], False
+        out, exclusive_fired = [], False
         for i, (rule, trig) in enumerate(zip(self.rules, self.triggers)):
-            if isinstance(trig, PlateauTrigger):  # one plateau rule per evaluation
-                fired = trig.ready(state) and not plateau_fired
-                if fired:
-                    trig.fire()
-                    plateau_fired = True
-            else:
-                fired = trig.fires(state)
-            if fired:
-                t = rule["trigger"]
-                targs = [str(a) for a in t.get("args", [])]
-                targs += [f"{k}={v}" for k, v in (t.get("kwargs") or {}).items()]
-                why = f"rule {i}: {t['name']}({', '.join(targs)})"
-                out += [GrowthAction(a["name"], list(a.get("args", [])), dict(a.get("kwargs", {})),
-                                     a.get("span"), why) for a in rule["actions"]]
+            # every trigger sees every decision (ready() keeps its statistics current)
+            if not trig.ready(state) or (trig.exclusive and exclusive_fired):
+                continue
+            trig.fire()
+            exclusive_fired |= trig.exclusive
+            t = rule["trigger"]
+            targs = [str(a) for a in t.get("args", [])]
+            targs += [f"{k}={v}" for k, v in (t.get("kwargs") or {}).items()]
+            why = f"rule {i}: {t['name']}({', '.join(targs)})"
+            out += [GrowthAction(a["name"], list(a.get("args", [])), dict(a.get("kwargs", {})),
+                                 a.get("span"), why) for a in rule["actions"]]
         return out
 
     def state_dict(self) -> dict:

@@ -211,14 +211,10 @@ class Trainer(Schedule):
     # ------------------------------------------------------------------ loop
     def run(self) -> dict:
         cfg = self.cfg
-        steps = cfg.steps
-        if cfg.flops:  # a FLOPs budget sets the length; steps shown = estimate at today's size
-            steps = 1 << 62
-            per = self.step_flops(cfg.batch, cfg.ctx)
-            shown = self.step + max(1, math.ceil((cfg.flops - self.flops) / per))
+        steps = math.inf if cfg.flops else cfg.steps  # a FLOPs budget ends the run: done()
         end = steps if cfg.stop_at is None else min(steps, cfg.stop_at)
         self.model.train()
-        self.reporter.start(self.step, shown if cfg.flops else cfg.steps, n_params(self.model))
+        self.reporter.start(self.step, self.planned_steps(), n_params(self.model))
         t_start, busy, tok0 = time.time(), 0.0, self.tokens  # busy: time in train steps only
         while self.step < end and not self.done():
             t0 = time.time()
@@ -240,8 +236,9 @@ class Trainer(Schedule):
             self.step += 1
             self.tokens += x.numel()
             self.flops += self.step_flops(x.shape[0], x.shape[1])
-            busy += time.time() - t0
-            self.clock += time.time() - t0
+            dt = time.time() - t0
+            busy += dt
+            self.clock += dt
             tok_s = (self.tokens - tok0) / max(busy, 1e-9)
             row = {"step": self.step, "tokens": self.tokens, "flops": self.flops,
                    "train_s": round(self.clock, 4), "loss": loss.item(), "lr": lr,

@@ -4,6 +4,8 @@ A mixin of `Trainer`: it reads `self.cfg`, `self.model`, `self.step`, `self.flop
 `self.last_growth` and `self.lr_scale`."""
 from __future__ import annotations
 
+import math
+
 from ..ir.cost import train_flops
 from .optim import lr_at
 
@@ -38,6 +40,14 @@ class Schedule:
         if self.cfg.flops:
             return min(1.0, self.flops / self.cfg.flops)
         return min(1.0, self.step / self.cfg.steps)
+
+    def planned_steps(self) -> int:
+        """The run's length in steps: `steps`, or for a FLOPs budget an estimate at the current
+        size (growth makes later steps dearer, so fewer are taken)."""
+        if not self.cfg.flops:
+            return self.cfg.steps
+        per = self.step_flops(self.cfg.batch, self.cfg.ctx)
+        return self.step + max(1, math.ceil((self.cfg.flops - self.flops) / per))
 
     def done(self) -> bool:
         return bool(self.cfg.flops) and self.flops >= self.cfg.flops
