@@ -119,3 +119,38 @@ def test_lr_scales_with_width_after_widen_embed(tmp_path):
                             "min_lr": 3e-3})  # flat schedule: only the width rule moves lr
         rows = read_jsonl(run / "metrics.jsonl")
         assert rows[9]["lr"] == pytest.approx(3e-3) and rows[10]["lr"] == pytest.approx(3e-3 * ratio)
+
+
+def test_bad_settings_point_at_their_line(tmp_path, capsys):
+    """Bad train/data values and unknown keys are reported at FILE:LINE:COL with the source."""
+    from morphdsl.cli import main
+    from tests.test_train import spec as mk
+
+    text = open(mk(tmp_path, "")).read()
+    for old, new, msg in [("  warmup = 5\n", "  warmup = 5\n  lr_width = -4\n", "'lr_width' must be >= 0"),
+                          ("  warmup = 5\n", "  warmup = 5\n  rewarm_fom = 2\n", "did you mean 'rewarm_from'"),
+                          ("  warmup = 5\n", "  warmup = 5\n  flops = -1\n", "'flops' must be positive")]:
+        p = tmp_path / "bad.morph"
+        p.write_text(text.replace(old, new))
+        line = text.replace(old, new).splitlines().index(new.splitlines()[1].rstrip()) + 1
+        assert main(["train", str(p), "--out", str(tmp_path / "r")]) != 0
+        err = capsys.readouterr().err
+        assert f"bad.morph:{line}:3: error" in err and msg in err and "Traceback" not in err
+
+
+def test_bad_progress_trigger_and_cli_flops(tmp_path, capsys):
+    from morphdsl.cli import main
+    from tests.test_train import spec as mk
+
+    p = mk(tmp_path, "  progress(1.5) -> widen_mlp(blocks.*.mlp, by = 32)")
+    assert main(["train", p, "--out", str(tmp_path / "r")]) != 0
+    err = capsys.readouterr().err
+    assert "tiny.morph:" in err and "0 < F < 1" in err and "Traceback" not in err
+    assert main(["train", mk(tmp_path, ""), "--flops", "-1"]) != 0
+    assert "--flops must be positive" in capsys.readouterr().err
+    g = morphdsl.build(mk(tmp_path, ""))
+    budget = 12 * train_flops(g, 8, 32)
+    assert main(["train", mk(tmp_path, ""), "--flops", str(budget), "--quiet",
+                 "--out", str(tmp_path / "b")]) == 0
+    rows = read_jsonl(tmp_path / "b/metrics.jsonl")
+    assert rows[-1]["step"] == 12 and rows[-1]["flops"] == budget

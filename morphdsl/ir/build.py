@@ -52,12 +52,14 @@ def build_spec(spec: Spec) -> MorphGraph:
     itype = model_input(spec, el)
     dag, out = lower(root, itype)
     env = spec.params
-    sections = {"data": settings(spec.sections.get("data"), env),
-                "train": settings(spec.sections.get("train"), env),
+    spans: dict = {}  # setting -> its span, so a bad value is reported at its line
+    sections = {"data": settings(spec.sections.get("data"), env, spans),
+                "train": settings(spec.sections.get("train"), env, spans),
                 "grow": grow_rules(spec.sections.get("grow"), env)}
     blocks = {name: bdef for name, (bdef, _) in spec.blocks.items()}
     g = MorphGraph(spec.name, root, dag, itype, out, sections, blocks, dict(spec.params), spec.filename)
     g.block_env = {name: genv for name, (_, genv) in spec.blocks.items()}
+    g.setting_spans = spans
     return g
 
 

@@ -76,8 +76,8 @@ def load_spec(module: A.Module, _stack: tuple = ()) -> Spec:
     return spec
 
 
-def settings(stmt: A.Stmt | None, env: dict) -> dict:
-    """The `key = value` entries of a data/train section, evaluated."""
+def settings(stmt: A.Stmt | None, env: dict, spans: dict | None = None) -> dict:
+    """The `key = value` entries of a data/train section, evaluated (their spans into `spans`)."""
     out = {}
     if stmt is None:
         return out
@@ -87,6 +87,8 @@ def settings(stmt: A.Stmt | None, env: dict) -> dict:
             raise SpecError(f"`{stmt.name}` holds settings (`key = value`)", it.span, hint=hint)
         v = evaluate(it.value, env)
         out[it.key] = str(v) if isinstance(v, Symbol) else v
+        if spans is not None:
+            spans[it.key] = it.span
     return out
 
 

@@ -78,6 +78,7 @@ class MorphGraph:
     params: dict = field(default_factory=dict)    # top-level spec parameters (evaluated)
     filename: str | None = None
     history: list = field(default_factory=list)   # rewrites applied, in order
+    setting_spans: dict = field(default_factory=dict)  # data/train setting -> its span
 
     # --- queries
     def nodes(self):

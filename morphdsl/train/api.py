@@ -64,7 +64,10 @@ def train_spec(spec, run_dir, overrides: dict | None = None, *, reporter: Report
     import morphdsl
 
     graph = morphdsl.build(spec)
-    cfg = from_sections(graph.sections, overrides)
+    try:
+        cfg = from_sections(graph.sections, overrides, graph.setting_spans)
+    except MorphError as e:
+        raise _with_source(e, graph) from None
     check_rules(graph)
     torch.manual_seed(cfg.seed)  # the model's initial weights
     random.seed(cfg.seed)

@@ -70,10 +70,17 @@ _INTS = {"steps", "batch", "ctx", "warmup", "rewarm", "lr_width", "eval_every", 
          "max_docs"}
 
 
+def _bad(key: str, message: str, hint: str | None = None) -> MorphError:
+    """An error about setting `key` (from_sections points it at the key's line in the spec)."""
+    e = MorphError(message, hint=hint)
+    e.setting = key
+    return e
+
+
 def _unknown(key: str, section: str, known: set) -> MorphError:
     close = difflib.get_close_matches(key, sorted(known), n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"known settings: {', '.join(sorted(known))}"
-    return MorphError(f"unknown setting '{key}' in the {section} section", hint=hint)
+    return _bad(key, f"unknown setting '{key}' in the {section} section", hint=hint)
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -83,24 +90,38 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise MorphError(f"train setting '{key}' must be an integer, got {value!r}")
+            raise _bad(key, f"train setting '{key}' must be an integer, got {value!r}")
         return value
     if key in ("source", "tokenizer"):
         return str(value)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise MorphError(f"setting '{key}' must be a number, got {value!r}")
+        raise _bad(key, f"setting '{key}' must be a number, got {value!r}")
     return float(value)
 
 
-def from_sections(sections: dict, overrides: dict | None = None) -> TrainConfig:
-    """A TrainConfig from `graph.sections` (train/data) and CLI `overrides` (None = unset)."""
+def from_sections(sections: dict, overrides: dict | None = None,
+                  spans: dict | None = None) -> TrainConfig:
+    """A TrainConfig from `graph.sections` (train/data) and CLI `overrides` (None = unset).
+    An error about a setting written in the spec points at its line (`spans`, usually
+    `graph.setting_spans`)."""
+    try:
+        return _from_sections(sections, overrides or {})
+    except MorphError as e:
+        key = getattr(e, "setting", None)
+        from_spec = (overrides or {}).get(key) is None  # not a command-line value
+        if e.span is None and from_spec:
+            e.span = (spans or {}).get(key)
+        raise
+
+
+def _from_sections(sections: dict, overrides: dict) -> TrainConfig:
     values: dict[str, Any] = {}
     for name, known in (("train", _TRAIN_KEYS), ("data", _DATA_KEYS)):
         for key, value in (sections.get(name) or {}).items():
             if key not in known:
                 raise _unknown(key, name, known)
             values[key] = _coerce(key, value)
-    for key, value in (overrides or {}).items():
+    for key, value in overrides.items():
         if value is not None:
             values[key] = value
     env_nan = os.environ.get("MORPHDSL_INJECT_NAN_AT_STEP")
@@ -124,20 +145,22 @@ def from_dict(d: dict, overrides: dict | None = None) -> TrainConfig:
 def validate(cfg: TrainConfig) -> None:
     for key in ("steps", "batch", "ctx", "eval_every", "eval_batches", "threads"):
         if getattr(cfg, key) < 1:
-            raise MorphError(f"train setting '{key}' must be at least 1, got {getattr(cfg, key)}")
+            raise _bad(key, f"train setting '{key}' must be at least 1, got {getattr(cfg, key)}")
     if cfg.flops is not None and cfg.flops <= 0:
-        raise MorphError(f"train setting 'flops' must be positive, got {cfg.flops}")
+        raise _bad("flops", f"train setting 'flops' must be positive, got {cfg.flops}")
     for key in ("rewarm", "lr_width"):
         if (getattr(cfg, key) or 0) < 0:
-            raise MorphError(f"train setting '{key}' must be >= 0, got {getattr(cfg, key)}")
+            raise _bad(key, f"train setting '{key}' must be >= 0, got {getattr(cfg, key)}")
     if not 0.0 <= cfg.rewarm_from <= 1.0:
-        raise MorphError(f"train setting 'rewarm_from' must be in [0, 1], got {cfg.rewarm_from}")
+        raise _bad("rewarm_from",
+                   f"train setting 'rewarm_from' must be in [0, 1], got {cfg.rewarm_from}")
     if cfg.lr <= 0:
-        raise MorphError(f"train setting 'lr' must be positive, got {cfg.lr}")
+        raise _bad("lr", f"train setting 'lr' must be positive, got {cfg.lr}")
     if cfg.warmup < 0:
-        raise MorphError(f"train setting 'warmup' must be >= 0, got {cfg.warmup}")
+        raise _bad("warmup", f"train setting 'warmup' must be >= 0, got {cfg.warmup}")
     if cfg.tokenizer.lower() not in TOKENIZERS:
-        raise MorphError(f"unknown tokenizer '{cfg.tokenizer}' in the data section",
-                         hint="use one of: bytes, chars, bpe")
+        raise _bad("tokenizer", f"unknown tokenizer '{cfg.tokenizer}' in the data section",
+                   hint="use one of: bytes, chars, bpe")
     if not 0.0 < cfg.val_fraction < 1.0:
-        raise MorphError(f"data setting 'val_fraction' must be in (0, 1), got {cfg.val_fraction}")
+        raise _bad("val_fraction",
+                   f"data setting 'val_fraction' must be in (0, 1), got {cfg.val_fraction}")
