@@ -20,7 +20,7 @@ def widen_mlp(graph, target=None, by: int = 16):
         if L and by % L:
             raise GrowthError(f"{path} runs in {L} lanes: widen by a multiple of {L}",
                               hint=f"e.g. `by = {L * max(1, by // L)}`")
-        hl, nl = H // (L or 1), (H + by) // (L or 1)
+        hl = H // (L or 1)
         units = (list(range(hl)), list(range(hl)))  # old unit i stays at i (per lane)
         inst = opinst(g, path)
         args = {k: v for k, v in inst.args.items() if k != "mult"}
