@@ -229,6 +229,33 @@ def test_widen_embed_duplicates_channels_exactly():
         assert torch.equal(back(x), new(x))
 
 
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_widen_embed_noise_makes_every_copy_distinct_and_exact(factor):
+    m = model()
+    new = grow_model(m, "widen_embed", factor=factor).module  # default noise
+    fc, old = new.get_submodule("blocks.0.mlp").fc.weight, m.get_submodule("blocks.0.mlp").fc.weight
+    copies = fc.detach().split(16, dim=1)
+    assert len(copies) == factor
+    assert all(not torch.allclose(a, b) for i, a in enumerate(copies) for b in copies[i + 1:])
+    torch.testing.assert_close(sum(copies), old.detach())
+
+
+def test_widen_embed_without_noise_the_copies_never_separate():
+    """The symmetry the noise is there to break: with noise = 0 both copies of every channel get
+    the same gradient, so after training they are still copies (the model kept its old width)."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 32, (4, 12))
+    for noise, separate in ((0.0, False), (0.1, True)):
+        new = grow_model(model(), "widen_embed", factor=2, noise=noise).module
+        opt = torch.optim.AdamW(new.parameters(), lr=1e-2)
+        for _ in range(3):
+            loss = torch.nn.functional.cross_entropy(new(x).flatten(0, 1), x.flatten())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        tok = new.get_submodule("tok").weight.detach()
+        assert torch.equal(tok[:, :16], tok[:, 16:]) is not separate
 def test_widen_embed_refuses_lanes():
     with pytest.raises(GrowthError) as e:
         grow(lanes_model().morph_graph, "widen_embed")
