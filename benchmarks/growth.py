@@ -12,8 +12,10 @@ For each data set (Shakespeare, character level; the embedded stories) and seed:
   run's FLOPs budget) with a budget of `budget` x F.
 FLOPs are counted from the graph at every step (`morphdsl.ir.cost`), so they follow growth.
 Reported per schedule (mean +- std over seeds): FLOPs and training seconds to reach L*
-(interpolated between evaluations), the final validation loss, and the static model's
-validation loss at the grown run's total FLOPs. Writes report.md, results.json and growth.png.
+(interpolated between evaluations), FLOPs to reach mean L* (the static final loss averaged over
+seeds: the per-seed L* carries the static run's own seed noise), the final validation loss, and
+the static model's validation loss at the grown run's total FLOPs.
+Writes report.md, results.json and growth.png.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ SPECS = ROOT / "specs" / "bench"
 DATASETS = ("shakespeare", "stories")
 FULL = dict(steps=1500, seeds=3, eval_every=50)
 QUICK = dict(steps=500, seeds=1, eval_every=50)
-QUICK_SCHEDULES = ("grow_later", "grow_plateau")  # the best fixed schedule and the plateau one
+QUICK_SCHEDULES = ("grow_last", "grow_plateau")  # the best fixed schedule and the plateau one
 
 
 def step_flops(spec: Path, batch: int, ctx: int) -> int:
@@ -111,6 +113,7 @@ def analyse(results: list[dict], names: list[str]) -> dict:
     out = {}
     for data in sorted({r["data"] for r in results}):
         static = {r["seed"]: r for r in results if r["data"] == data and r["name"] == "static"}
+        mean_target = statistics.mean(r["final"] for r in static.values()) if static else None
         rows = {}
         for name in names:
             per = []
@@ -121,9 +124,12 @@ def analyse(results: list[dict], names: list[str]) -> dict:
                 target = st["final"]
                 t_static = st["curve"][-1][1]
                 hit = reach(r["curve"], target)
+                hit_mean = reach(r["curve"], mean_target)  # the seed-mean static final loss
                 per.append({"seed": r["seed"], "final": r["final"], "target": target,
                             "flops_to_target": hit[0] / st["flops"] if hit else None,
                             "time_to_target": hit[1] / t_static if hit else None,
+                            "mean_target": mean_target,
+                            "flops_to_mean_target": hit_mean[0] / st["flops"] if hit_mean else None,
                             "seconds_to_target": hit[1] if hit else None,
                             "static_seconds": t_static,
                             "flops_used": r["flops"] / st["flops"],
@@ -139,29 +145,55 @@ def report(table: dict, cfg: dict, date: str) -> str:
              f"ctx {cfg['ctx']}, {cfg['seeds']} seed(s), grown budget {cfg['budget']:.2f} x the "
              f"static FLOPs.", ""]
     for data, rows in table.items():
-        lines += [f"**{data}** (L* = static final validation loss)", "",
+        lines += [f"**{data}** (L* = the same seed's static final validation loss; "
+                  f"mean L* = their mean over seeds)", "",
                   "| run | final val loss | FLOPs to reach L* (x static) | saving | "
-                  "train time to reach L* (x static) | static val loss at equal FLOPs |",
-                  "|---|---|---|---|---|---|"]
+                  "train time to reach L* (x static) | FLOPs to reach mean L* | "
+                  "static val loss at equal FLOPs |",
+                  "|---|---|---|---|---|---|---|"]
         for name, per in rows.items():
             if name == "static":
+                fm = [p.get("flops_to_mean_target") for p in per]
+                miss_m = sum(x is None for x in fm)
+                note_m = f" ({len(fm) - miss_m}/{len(fm)} seeds reached)" if miss_m else ""
                 lines.append(f"| static | {ms([p['final'] for p in per])} | 1 | — | 1 | "
-                             f"{ms([p['final'] for p in per])} |")
+                             f"{ms(fm)}{note_m} | {ms([p['final'] for p in per])} |")
                 continue
             f = [p["flops_to_target"] for p in per]
             sav = [None if x is None else 100 * (1 - x) for x in f]
             miss = sum(x is None for x in f)
             note = f" ({len(f) - miss}/{len(f)} seeds reached)" if miss else ""
             sav_s = ms(sav, "{:.0f}") + "%" if any(x is not None for x in sav) else "—"
+            fm = [p.get("flops_to_mean_target") for p in per]
+            miss_m = sum(x is None for x in fm)
+            note_m = f" ({len(fm) - miss_m}/{len(fm)} seeds reached)" if miss_m else ""
             lines.append(f"| {name} | {ms([p['final'] for p in per])} | {ms(f)}{note} | "
                          f"{sav_s} | {ms([p['time_to_target'] for p in per], '{:.2f}')} | "
-                         f"{ms([p['static_at_equal_flops'] for p in per])} |")
+                         f"{ms(fm)}{note_m} | {ms([p['static_at_equal_flops'] for p in per])} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def plot(results: list[dict], names: list[str], path: Path) -> None:
-    """Validation loss vs FLOPs per data set (top) and the end of the race, zoomed (bottom)."""
+def highlights(table: dict) -> list[str]:
+    """static, the schedule with the lowest final loss relative to static (mean over data sets),
+    and the plateau-triggered ones."""
+    names = {n for rows in table.values() for n in rows if n != "static"}
+    if not names:
+        return ["static"]
+
+    def final(rows, n):
+        return statistics.mean(p["final"] for p in rows[n])
+
+    def rel(n):
+        return statistics.mean(final(rows, n) / final(rows, "static")
+                               for rows in table.values() if rows.get(n) and rows.get("static"))
+    best = min(sorted(names), key=rel)
+    return ["static", best] + sorted(n for n in names if "plateau" in n and n != best)
+
+
+def plot(results: list[dict], names: list[str], path: Path, focus=None) -> None:
+    """Validation loss vs FLOPs per data set (top) and the end of the race, zoomed (bottom).
+    Runs of schedules not in `focus` (default: all) are drawn faint."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,8 +201,7 @@ def plot(results: list[dict], names: list[str], path: Path) -> None:
 
     datas = sorted({r["data"] for r in results})
     fig, axes = plt.subplots(2, len(datas), figsize=(6.5 * len(datas), 8.4), squeeze=False)
-    palette = ["black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
-    colors = dict(zip(names, palette))
+    colors = {n: "black" if n == "static" else f"C{i % 10}" for i, n in enumerate(names)}
     for col, data in enumerate(datas):
         st = [r for r in results if r["data"] == data and r["name"] == "static"]
         target = statistics.mean(r["final"] for r in st) if st else None
@@ -181,14 +212,17 @@ def plot(results: list[dict], names: list[str], path: Path) -> None:
                 for i, r in enumerate(runs):
                     f = [c[0] for c in r["curve"]]
                     v = [c[2] for c in r["curve"]]
-                    ax.plot(f, v, color=colors[name], alpha=0.85, lw=1.2, marker=".", ms=2,
+                    strong = focus is None or name in focus
+                    ax.plot(f, v, color=colors[name], alpha=0.85 if strong else 0.2,
+                            lw=1.2 if strong else 0.8, marker="." if strong else None, ms=2,
                             label=name if i == 0 else None)
-                    for e in r["events"]:
+                    for e in (r["events"] if strong else []):
                         if e.get("flops") is not None:
                             ax.plot([e["flops"]], [loss_at(r["curve"], e["flops"])], marker="v",
                                     color=colors[name], ms=6, ls="none")
             if target is not None:
-                ax.axhline(target, color="gray", ls=":", lw=1, label="static final (L*)")
+                ax.axhline(target, color="gray", ls=":", lw=1,
+                           label="static final, mean of seeds (mean L*)")
             ax.set_xlabel("training FLOPs (counted from the graph)")
             ax.set_ylabel("validation loss (nats/char)")
             ax.grid(alpha=0.3)
@@ -283,7 +317,7 @@ def main(argv=None) -> int:
     (out / "report.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps({"config": cfg, "date": date, "table": table,
                                                   "runs": results}, indent=1, default=str))
-    plot(results, names, out / "growth.png")
+    plot(results, names, out / "growth.png", focus=highlights(table))
     print("\n" + text)
     print(f"wrote {out / 'report.md'}, {out / 'results.json'}, {out / 'growth.png'} "
           f"in {time.time() - t0:.0f} s")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks.growth import analyse, loss_at, main, reach
+from benchmarks.growth import analyse, highlights, loss_at, main, reach
 from tests.test_train import _env, cache  # noqa: F401
 
 CURVE = [(10.0, 1.0, 3.0), (20.0, 2.0, 2.0), (30.0, 3.0, 1.5)]  # (flops, seconds, val loss)
@@ -30,6 +30,29 @@ def test_analyse_compares_each_seed_with_its_static_run():
     (row,) = analyse(runs, ["static", "g"])["d"]["g"]
     assert row["flops_to_target"] == pytest.approx((14 + 0.5 * 7) / 30)
     assert row["static_at_equal_flops"] == pytest.approx(loss_at(CURVE, 21.0))
+
+
+def test_analyse_mean_target_is_the_seed_mean_static_loss():
+    lucky = [(10.0, 1.0, 3.0), (20.0, 2.0, 2.0), (30.0, 3.0, 1.3)]  # seed 1 ends at 1.3
+    runs = [{"name": "static", "data": "d", "seed": 0, "curve": CURVE, "final": 1.5, "flops": 30.0},
+            {"name": "static", "data": "d", "seed": 1, "curve": lucky, "final": 1.3, "flops": 30.0},
+            {"name": "g", "data": "d", "seed": 1, "final": 1.35, "flops": 21.0,
+             "curve": [(5.0, 0.5, 2.0), (14.0, 1.0, 1.6), (21.0, 1.5, 1.35)]}]
+    table = analyse(runs, ["static", "g"])["d"]
+    (row,) = table["g"]
+    assert row["mean_target"] == pytest.approx(1.4)
+    assert not row["reached"] and row["flops_to_target"] is None  # misses its own seed's 1.3 ...
+    assert row["flops_to_mean_target"] == pytest.approx((14 + 7 * 0.2 / 0.25) / 30)  # ... not 1.4
+    assert table["static"][0]["flops_to_mean_target"] is None  # seed 0 static never gets to 1.4
+
+
+def test_plot_highlights_the_best_schedule_and_plateau_ones():
+    def rows(**finals):
+        return {n: [{"final": f}] for n, f in finals.items()}
+    table = {"a": rows(static=2.0, grow_x=1.8, grow_y=1.9, grow_plateau=2.1),
+             "b": rows(static=1.0, grow_x=1.0, grow_y=0.8, grow_plateau=1.1)}
+    # relative to static: x 0.95, y 0.875 -> y is best on average over the data sets
+    assert highlights(table) == ["static", "grow_y", "grow_plateau"]
 
 
 def test_benchmark_runs_end_to_end(tmp_path):
