@@ -108,6 +108,12 @@ def ms(xs, fmt="{:.3f}"):
     return f"{fmt.format(statistics.mean(xs))} ± {fmt.format(sd)}"
 
 
+def counted(xs) -> str:
+    """mean +- std of the seeds that reached, and how many did when some did not."""
+    miss = sum(x is None for x in xs)
+    return ms(xs) + (f" ({len(xs) - miss}/{len(xs)} seeds reached)" if miss else "")
+
+
 def analyse(results: list[dict], names: list[str]) -> dict:
     """Per data set and schedule: the numbers of the report (per seed, then mean +- std)."""
     out = {}
@@ -152,24 +158,17 @@ def report(table: dict, cfg: dict, date: str) -> str:
                   "static val loss at equal FLOPs |",
                   "|---|---|---|---|---|---|---|"]
         for name, per in rows.items():
+            mean_hit = counted([p.get("flops_to_mean_target") for p in per])
             if name == "static":
-                fm = [p.get("flops_to_mean_target") for p in per]
-                miss_m = sum(x is None for x in fm)
-                note_m = f" ({len(fm) - miss_m}/{len(fm)} seeds reached)" if miss_m else ""
                 lines.append(f"| static | {ms([p['final'] for p in per])} | 1 | — | 1 | "
-                             f"{ms(fm)}{note_m} | {ms([p['final'] for p in per])} |")
+                             f"{mean_hit} | {ms([p['final'] for p in per])} |")
                 continue
             f = [p["flops_to_target"] for p in per]
             sav = [None if x is None else 100 * (1 - x) for x in f]
-            miss = sum(x is None for x in f)
-            note = f" ({len(f) - miss}/{len(f)} seeds reached)" if miss else ""
             sav_s = ms(sav, "{:.0f}") + "%" if any(x is not None for x in sav) else "—"
-            fm = [p.get("flops_to_mean_target") for p in per]
-            miss_m = sum(x is None for x in fm)
-            note_m = f" ({len(fm) - miss_m}/{len(fm)} seeds reached)" if miss_m else ""
-            lines.append(f"| {name} | {ms([p['final'] for p in per])} | {ms(f)}{note} | "
+            lines.append(f"| {name} | {ms([p['final'] for p in per])} | {counted(f)} | "
                          f"{sav_s} | {ms([p['time_to_target'] for p in per], '{:.2f}')} | "
-                         f"{ms(fm)}{note_m} | {ms([p['static_at_equal_flops'] for p in per])} |")
+                         f"{mean_hit} | {ms([p['static_at_equal_flops'] for p in per])} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -229,7 +229,6 @@ def test_widen_embed_duplicates_channels_exactly():
         assert torch.equal(back(x), new(x))
 
 
-
 @pytest.mark.parametrize("factor", [2, 3, 4])
 def test_widen_embed_noise_makes_every_copy_distinct_and_exact(factor):
     m = model()
@@ -256,6 +255,8 @@ def test_widen_embed_without_noise_the_copies_never_separate():
             opt.step()
         tok = new.get_submodule("tok").weight.detach()
         assert torch.equal(tok[:, :16], tok[:, 16:]) is not separate
+
+
 def test_widen_embed_refuses_lanes():
     with pytest.raises(GrowthError) as e:
         grow(lanes_model().morph_graph, "widen_embed")
