@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from benchmarks.growth import analyse, highlights, loss_at, main, reach
 from tests.test_train import _env, cache  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CURVE = [(10.0, 1.0, 3.0), (20.0, 2.0, 2.0), (30.0, 3.0, 1.5)]  # (flops, seconds, val loss)
 
@@ -71,3 +74,25 @@ def test_benchmark_runs_end_to_end(tmp_path):
     assert main(args) == 0
     again = json.loads((tmp_path / "results.json").read_text())
     assert [r["wall_s"] for r in again["runs"]] == [r["wall_s"] for r in res["runs"]]
+
+
+SCHEDULES = sorted(p.stem for p in (ROOT / "specs" / "bench").glob("grow_*.morph"))
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_every_schedule_grows_into_exactly_the_static_architecture(name):
+    """The benchmark's premise: each grow_*.morph, with all its rules applied in order, is the
+    static model (same parameter names and shapes), and every step is function-preserving."""
+    import morphdsl
+    from morphdsl.rewrites import grow
+
+    g = morphdsl.build(ROOT / "specs" / "bench" / f"{name}.morph")
+    assert g.n_params() < morphdsl.build(ROOT / "specs" / "bench" / "static.morph").n_params() / 5
+    for rule in g.sections["grow"]:
+        for a in rule["actions"]:
+            target = {"target": a["args"][0]} if a["args"] else {}
+            res = grow(g, a["name"], **target, **a["kwargs"])
+            assert res.exact
+            g = res.graph
+    static = morphdsl.build(ROOT / "specs" / "bench" / "static.morph")
+    assert g.param_shapes() == static.param_shapes()
