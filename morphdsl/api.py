@@ -18,14 +18,9 @@ def parse(text: str, filename: str | None = None) -> A.Module:
 
 def load(path) -> A.Module:
     """Read and parse a .morph file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MorphError(f"no such file: {path}") from None
-    except UnicodeDecodeError:
-        raise MorphError(f"{path} is not UTF-8 text") from None
-    return _parse(text, str(path))
+    from .syntax.source import read_source
+
+    return _parse(read_source(path), str(path))
 
 
 def build(spec) -> MorphGraph:
@@ -57,9 +52,16 @@ def _static_checks(g: MorphGraph, source: str | None):
 
 def _to_module(spec) -> A.Module:
     s = str(spec)
-    if "\n" not in s and (s.endswith(".morph") or Path(s).exists()):
+    if "\n" not in s and (s.endswith(".morph") or _is_file(s)):
         return load(s)
     return _parse(s)
+
+
+def _is_file(s: str) -> bool:
+    try:
+        return Path(s).exists()
+    except (OSError, ValueError):  # a NUL byte, a name too long: not a path, so spec text
+        return False
 
 
 def compile(spec, *, check: bool = True):

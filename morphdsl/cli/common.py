@@ -11,17 +11,14 @@ class UsageError(Exception):
 
 def read_text(path: str) -> str:
     """The text of a spec file; a missing or unreadable file is a usage error."""
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"no such file: {path}")
-    if p.is_dir():
-        raise UsageError(f"{path} is a directory, not a .morph file")
+    from ..syntax.source import SourceError, read_source
+
     try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text") from None
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+        return read_source(path)
+    except SourceError as e:
+        if e.message.startswith("cannot find"):
+            raise UsageError(f"no such file: {path}") from None
+        raise UsageError(e.message + (f" ({e.hint})" if e.hint else "")) from None
 
 
 def load_graph(path: str):

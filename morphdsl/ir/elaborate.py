@@ -7,6 +7,7 @@ from typing import get_args
 from pydantic import ValidationError
 
 from ..errors import Span, SpecError, did_you_mean
+from ..limits import MAX_NESTING, MAX_NODES, MAX_PYRAMID_LEVELS, fmt_count
 from ..ops import REGISTRY, get_op, user_ops
 from ..syntax import ast as A
 from ..syntax.parser import parse_file
@@ -35,7 +36,7 @@ def load_spec(module: A.Module, _stack: tuple = ()) -> Spec:
     base = FsPath(module.filename).parent if module.filename else FsPath(".")
     for it in module.items:
         if isinstance(it, A.Use):
-            path = (base / it.path).resolve()
+            path = _use_path(base, it)
             here = str(FsPath(module.filename or "").resolve())
             if str(path) in _stack or (module.filename and str(path) == here):
                 chain = " -> ".join(FsPath(p).name for p in (*_stack, here, str(path)))
@@ -43,7 +44,7 @@ def load_spec(module: A.Module, _stack: tuple = ()) -> Spec:
             if not path.exists():
                 raise SpecError(f"cannot find `{it.path}`", it.span,
                                 hint=f"paths are relative to {base}")
-            sub = load_spec(parse_file(path), _stack + (str(FsPath(module.filename or "").resolve()),))
+            sub = load_spec(parse_file(path, it.span, it.path), _stack + (here,))
             spec.blocks.update(sub.blocks)
         elif isinstance(it, A.SpecName):
             spec.name = it.name
@@ -76,6 +77,21 @@ def load_spec(module: A.Module, _stack: tuple = ()) -> Spec:
     return spec
 
 
+def _use_path(base: FsPath, it: A.Use) -> FsPath:
+    """The resolved path of a `use`, or a located error for a path that cannot name a file."""
+    if "\x00" in it.path or not it.path.strip():
+        raise SpecError("`use` needs a file name" if not it.path.strip() else
+                        "the `use` path holds a NUL byte", it.span,
+                        hint='e.g. `use "blocks.morph"` (relative to this file)')
+    try:
+        path = (base / it.path).resolve()
+        path.exists()
+    except (OSError, ValueError, RuntimeError) as e:  # too long, a symlink loop, ...
+        raise SpecError(f"cannot use `{it.path[:80]}`: {getattr(e, 'strerror', None) or e}", it.span,
+                        hint="paths are relative to the file that has the `use`") from None
+    return path
+
+
 def settings(stmt: A.Stmt | None, env: dict, spans: dict | None = None) -> dict:
     """The `key = value` entries of a data/train section, evaluated (their spans into `spans`)."""
     out = {}
@@ -95,6 +111,17 @@ def settings(stmt: A.Stmt | None, env: dict, spans: dict | None = None) -> dict:
 class Elaborator:
     def __init__(self, spec: Spec):
         self.spec = spec
+        self.nodes = 0      # ops and regions made so far (MAX_NODES)
+        self.depth = 0      # statements being elaborated, one inside another (MAX_NESTING)
+        self.active: list[str] = []  # block instances being elaborated, outermost first
+
+    def count(self, n: int, span) -> None:
+        """Account for `n` more ops/regions; refuse a model past MAX_NODES before it is built."""
+        self.nodes += n
+        if self.nodes > MAX_NODES:
+            raise SpecError(f"the model has more than {fmt_count(MAX_NODES)} ops and regions", span,
+                            hint="check the counts of `repeat` and `pyramid(levels)`; "
+                                 f"models are limited to {fmt_count(MAX_NODES)} elaborated nodes")
 
     # ------------------------------------------------------------------ bodies
     def body(self, items, env, names: set) -> list:
@@ -120,6 +147,18 @@ class Elaborator:
         names.add(name)
 
     def stmt(self, s: A.Stmt, env, names: set):
+        if self.depth >= MAX_NESTING:
+            raise SpecError(f"layers nested more than {MAX_NESTING} deep (through blocks and regions)",
+                            s.span, hint="flatten the model: fewer regions inside regions")
+        self.depth += 1
+        try:
+            node = self._stmt(s, env, names)
+        finally:
+            self.depth -= 1
+        self.count(1, s.span)
+        return node
+
+    def _stmt(self, s: A.Stmt, env, names: set):
         convex = "convex" in s.modifiers
         if s.name in CONSTRUCTS:
             return getattr(self, "c_" + s.name)(s, env, names, convex)
@@ -234,6 +273,11 @@ class Elaborator:
         if s.body is None:
             raise SpecError("repeat needs a body `{ ... }`", s.span)
         self._claim(s.label, names, s.span)
+        if n > MAX_NODES:
+            raise SpecError(f"repeat({fmt_count(n)}) passes the limit of {fmt_count(MAX_NODES)} ops and regions",
+                            s.span, hint="models are limited to "
+                                         f"{fmt_count(MAX_NODES)} elaborated nodes; use fewer copies")
+        self.count(n, s.span)  # the copies' groups
         kids = [Region("group", self.body(s.body, env, set()), name=str(i), span=s.span) for i in range(n)]
         return Region("group", kids, name=s.label, span=s.span, convex=convex, attrs={"repeat": n})
 
@@ -252,6 +296,10 @@ class Elaborator:
         levels, width = kw.get("levels", 1), kw.get("width")
         if not isinstance(levels, int) or levels < 1 or not isinstance(width, int) or width < 1:
             raise SpecError("pyramid needs `width = W` and `levels = k` (positive integers)", s.span)
+        if levels > MAX_PYRAMID_LEVELS:
+            raise SpecError(f"pyramid(levels = {levels}) would have 2^{levels} leaf blocks", spans["levels"].span,
+                            hint=f"levels are limited to {MAX_PYRAMID_LEVELS}")
+        self.count(2 ** (levels + 1), s.span)  # its blocks, before any is made
         self._claim(s.label, names, s.span)
         return expand_pyramid(self, s.label, str(block), width, levels, s.span, convex)
 
@@ -259,6 +307,18 @@ class Elaborator:
         bdef, genv = self.spec.blocks[s.name]
         if s.body is not None:
             raise SpecError(f"block `{s.name}` is used without a `{{ }}` body", s.span)
+        if s.name in self.active:
+            chain = " -> ".join([*self.active[self.active.index(s.name):], s.name])
+            raise SpecError(f"block `{s.name}` contains itself ({chain})", s.span,
+                            hint="a block cannot be used inside its own definition; "
+                                 "for copies use `repeat(n) { ... }`")
+        self.active.append(s.name)
+        try:
+            return self._instance(s, bdef, genv, env, names, convex, bound)
+        finally:
+            self.active.pop()
+
+    def _instance(self, s, bdef, genv, env, names, convex, bound):
         benv = dict(genv)
         if bound is None:
             pos, kw, spans = self.eval_args(s, env)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from ..errors import SpecError, did_you_mean
+from ..limits import MAX_INT
 from ..syntax import ast as A
 
 
@@ -50,32 +51,71 @@ def evaluate(e, env: dict):
                             hint=did_you_mean(e.func, _FUNCS) or f"functions: {', '.join(sorted(_FUNCS))}")
         vals = [_num(evaluate(a.value, env), a.value, env) for a in e.args]
         try:
-            return f(*vals)
-        except (TypeError, ValueError) as ex:
+            return _bounded(f(*vals), e)
+        except (TypeError, ValueError, OverflowError) as ex:
             raise SpecError(f"`{e.func}`: {ex}", e.span) from None
     if isinstance(e, A.BinOp):
         l = _num(evaluate(e.left, env), e.left, env)
         r = _num(evaluate(e.right, env), e.right, env)
         try:
-            if e.op == "+":
-                return l + r
-            if e.op == "-":
-                return l - r
-            if e.op == "*":
-                return l * r
-            if e.op == "**":
-                return l ** r
-            if e.op == "/":
-                if isinstance(l, int) and isinstance(r, int) and r != 0 and l % r == 0:
-                    return l // r
-                return Inexact(l / r)
-            if e.op == "//":
-                return l // r
-            if e.op == "%":
-                return l % r
+            return _bounded(_binop(e.op, l, r, e), e)
         except ZeroDivisionError:
             raise SpecError("division by zero", e.span) from None
+        except OverflowError:
+            raise SpecError(f"`{e.op}` overflows", e.span, hint=_BIG_HINT) from None
     raise SpecError(f"cannot evaluate {type(e).__name__}", getattr(e, "span", None))
+
+
+_BIG_HINT = "integers are 64-bit (at most 2**63 - 1) and numbers 64-bit floats; check the arithmetic"
+
+
+def _binop(op, l, r, e):
+    if op == "+":
+        return l + r
+    if op == "-":
+        return l - r
+    if op == "*":
+        return l * r
+    if op == "**":
+        return _pow(l, r, e)
+    if op == "/":
+        if isinstance(l, int) and isinstance(r, int) and r != 0 and l % r == 0:
+            return l // r
+        return Inexact(l / r)
+    if op == "//":
+        return l // r
+    if op == "%":
+        return l % r
+    raise SpecError(f"unknown operator `{op}`", e.span)
+
+
+def _pow(l, r, e):
+    """`l ** r`, refused *before* computing when the result would pass the limits (no hang)."""
+    if l == 0 and r < 0:
+        raise ZeroDivisionError
+    if abs(l) > 1 and r > 0 and r * math.log2(abs(l)) > 1100:  # past both 2**63 and float range
+        raise SpecError(f"`{_show(l)} ** {_show(r)}` is too large", e.span, hint=_BIG_HINT)
+    if l < 0 and isinstance(r, float) and not r.is_integer():
+        raise SpecError(f"`{_show(l)} ** {_show(r)}` is not a real number", e.span,
+                        hint="a negative number has no real fractional power")
+    return l ** r
+
+
+def _show(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _bounded(v, e):
+    """`v`, if it is a 64-bit integer or a finite float; else a located error."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and abs(v) > MAX_INT:
+        raise SpecError("the result is too large for a 64-bit integer", e.span, hint=_BIG_HINT)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise SpecError("the result is not a finite number", e.span, hint=_BIG_HINT)
+    if isinstance(v, complex):
+        raise SpecError("the result is not a real number", e.span)
+    return v
 
 
 def _num(v, node, env):

@@ -9,10 +9,9 @@ from __future__ import annotations
 import networkx as nx
 
 from ..errors import ShapeError, did_you_mean
+from ..limits import MAX_PARAMS, MAX_TENSOR, fmt_count
 from ..ops import get_op
 from .graph import OpInst, Region, TensorType
-
-MAX_TENSOR = 2**33  # numbers in one parameter tensor: 32 GiB of float32, far past any sane spec
 
 
 class Lowering:
@@ -20,6 +19,7 @@ class Lowering:
         self.g = nx.DiGraph()
         self.order: list[str] = []
         self.counters: dict[str, int] = {}
+        self.n_params = 0
 
     def node(self, key, inputs, **attrs):
         self.g.add_node(key, inputs=list(inputs), **attrs)
@@ -109,23 +109,35 @@ class Lowering:
         if it.op == "unembed" and r.get("tie"):
             self.check_tie(r, t, it.span, key)
         shapes = op.param_shapes(r)
-        for pname, shape in shapes.items():
-            n = 1
-            for size in shape:
-                n *= size
-            if n > MAX_TENSOR:
-                raise ShapeError(f"`{it.op}` would need a {' x '.join(map(str, shape))} `{pname}` "
-                                 f"({n:.3g} numbers)", it.span, node=key,
-                                 hint=f"a single tensor is limited to {MAX_TENSOR:.0e} numbers; "
-                                      "check the arithmetic of its arguments")
+        buffers = op.buffer_shapes(r)
+        self.check_sizes(it, key, shapes, buffers)
         if lanes and not op.lanes_ok:
             raise ShapeError(f"`{it.op}` cannot run inside a partition", it.span, node=key,
                              hint="move it outside `partition { }`")
         regs = regions + ([(it, key)] if it.convex else [])
         return self.node(key, [x], kind="op", op=it.op, args=dict(it.args), resolved=r, type=ot,
                          in_types=[t], span=it.span, lanes=lanes, regions=regs,
-                         param_shapes=shapes, buffer_shapes=op.buffer_shapes(r),
+                         param_shapes=shapes, buffer_shapes=buffers,
                          convex=it.convex), ot
+
+    def check_sizes(self, it: OpInst, key: str, shapes: dict, buffers: dict) -> None:
+        """One tensor past MAX_TENSOR, or all parameters past MAX_PARAMS: an error at the op."""
+        for pname, shape in {**shapes, **buffers}.items():
+            n = 1
+            for size in shape:
+                n *= size
+            if n > MAX_TENSOR:
+                dims = " x ".join(fmt_count(x) for x in shape)
+                raise ShapeError(f"`{it.op}` would need a {dims} `{pname}` ({fmt_count(n)} numbers)",
+                                 it.span, node=key,
+                                 hint=f"a single tensor is limited to {fmt_count(MAX_TENSOR)} numbers; "
+                                      "check the arithmetic of its arguments")
+            if pname in shapes:
+                self.n_params += n
+        if self.n_params > MAX_PARAMS:
+            raise ShapeError(f"the model passes {fmt_count(MAX_PARAMS)} parameters at `{key}`", it.span,
+                             node=key, hint="check the widths and counts: models are limited to "
+                                            f"{fmt_count(MAX_PARAMS)} parameters")
 
     def check_tie(self, r, t, span, key):
         """`unembed(tie = name)` must name an earlier embed of the same vocab and width."""

@@ -5,11 +5,14 @@ import functools
 import json
 from pathlib import Path as _FsPath
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
+                             VisitError)
 
-from ..errors import Span, SyntaxError_
+from ..errors import MorphError, Span, SyntaxError_
+from ..limits import MAX_EXPR_DEPTH, MAX_INT, MAX_NESTING, MAX_SOURCE_BYTES
 from . import ast as A
+from .source import SourceError, read_source
 
 _FRIENDLY = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
@@ -63,13 +66,21 @@ class _ToAst(Transformer):
 
     # --- expressions
     def int(self, meta, c):
-        return A.Num(value=int(c[0]), text=str(c[0]), span=self.sp(meta))
+        text = str(c[0])
+        if len(text.lstrip("0")) > 19 or int(text) > MAX_INT:
+            raise SyntaxError_(f"integer `{_short(text)}` is too large", self.sp(meta),
+                               hint="integers are 64-bit (at most 2**63 - 1)")
+        return A.Num(value=int(text), text=text, span=self.sp(meta))
 
     def float(self, meta, c):
-        return A.Num(value=float(c[0]), text=str(c[0]), span=self.sp(meta))
+        v = float(str(c[0]))
+        if v == float("inf"):
+            raise SyntaxError_(f"number `{_short(str(c[0]))}` is too large", self.sp(meta),
+                               hint="numbers are 64-bit floats (at most about 1.8e308)")
+        return A.Num(value=v, text=str(c[0]), span=self.sp(meta))
 
     def string(self, meta, c):
-        return A.Str(value=json.loads(str(c[0])), span=self.sp(meta))
+        return A.Str(value=_string(c[0], self.sp(meta)), span=self.sp(meta))
 
     def path(self, meta, c):
         return A.Path(parts=[str(t) for t in c], span=self.sp(meta))
@@ -109,7 +120,7 @@ class _ToAst(Transformer):
 
     # --- items
     def use(self, meta, c):
-        return A.Use(path=json.loads(str(c[0])), span=self.sp(meta))
+        return A.Use(path=_string(c[0], self.sp(meta)), span=self.sp(meta))
 
     def spec(self, meta, c):
         return A.SpecName(name=str(c[0]), span=self.sp(meta))
@@ -150,6 +161,39 @@ class _ToAst(Transformer):
 
     def start(self, meta, c):
         return list(c)
+
+
+def _short(text: str, n: int = 24) -> str:
+    return text if len(text) <= n else f"{text[:n]}... ({len(text)} characters)"
+
+
+def _string(tok, span) -> str:
+    """A string literal's value (JSON escapes), or a located error for a bad escape."""
+    try:
+        return json.loads(str(tok))
+    except ValueError:
+        raise SyntaxError_("bad escape in a string", span,
+                           hint='strings take JSON escapes: \\" \\\\ \\n \\t \\uXXXX') from None
+
+
+_BODY = {"body", "params"}
+_EXPR = {"add", "sub", "mul", "div", "floordiv", "mod", "pow", "neg", "funcall", "list", "args"}
+
+
+def check_depth(tree, filename) -> None:
+    """Refuse trees nested past the limits (before any recursive pass walks them)."""
+    stack = [(tree, 0, 0)]
+    while stack:
+        t, nb, ne = stack.pop()
+        nb += t.data in _BODY
+        ne += t.data in _EXPR
+        if nb > MAX_NESTING or ne > MAX_EXPR_DEPTH:
+            what = ("`{ }` bodies", MAX_NESTING) if nb > MAX_NESTING else ("an expression", MAX_EXPR_DEPTH)
+            hint = ("define a block for the inner part, or use `repeat`" if nb > MAX_NESTING
+                    else "split the expression into named parameters")
+            raise SyntaxError_(f"{what[0]} nested more than {what[1]} deep", _span(t.meta, filename),
+                               hint=hint)
+        stack.extend((k, nb, ne) for k in t.children if isinstance(k, Tree))
 
 
 def _describe(tok) -> str:
@@ -223,12 +267,23 @@ def _hint_for(tok, expected, text="") -> str | None:
 
 def parse(text: str, filename: str | None = None) -> A.Module:
     """Parse .morph source text into an AST `Module` (comments kept for the formatter)."""
+    if len(text) > MAX_SOURCE_BYTES:
+        raise SyntaxError_(f"the spec is {len(text):,} characters; a spec is limited to "
+                           f"{MAX_SOURCE_BYTES // 2**10} Ki characters", Span(filename, 1, 1, 1, 2))
     comments: list[A.Comment] = []
     try:
         tree = _parse_collecting(text, comments, filename)
     except UnexpectedInput as e:
         raise _syntax_error(e, text, filename) from None
-    items = _ToAst(filename).transform(tree)
+    try:
+        check_depth(tree, filename)
+        items = _ToAst(filename).transform(tree)
+    except VisitError as e:  # a located error raised by a transformer callback
+        if isinstance(e.orig_exc, MorphError):
+            raise e.orig_exc.with_source(text) from None
+        raise
+    except MorphError as e:
+        raise e.with_source(text) from None
     return A.Module(items=items, comments=comments, filename=filename, source=text)
 
 
@@ -236,17 +291,25 @@ def _parse_collecting(text, comments, filename):
     import re
 
     # string literals are matched first, so a `#` inside one is not a comment
+    line, pos = 1, 0  # line number at `pos`, counted forward (linear in the text)
     for m in re.finditer(r'"([^"\\\n]|\\.)*"|#[^\n]*', text):
         if m.group(0).startswith('"'):
             continue
+        line += text.count("\n", pos, m.start())
+        pos = m.start()
         line_start = text.rfind("\n", 0, m.start()) + 1
-        line = text.count("\n", 0, m.start()) + 1
         col = m.start() - line_start + 1
         comments.append(A.Comment(text=m.group(0).rstrip(),
                                   span=Span(filename, line, col, line, col + len(m.group(0)))))
     return _parser().parse(text)
 
 
-def parse_file(path) -> A.Module:
-    p = _FsPath(path)
-    return parse(p.read_text(encoding="utf-8"), filename=str(path))
+def parse_file(path, span: Span | None = None, shown: str | None = None) -> A.Module:
+    """Read and parse a spec file; an unreadable file is an error at `span` (e.g. its `use`),
+    naming the file as `shown`."""
+    try:
+        text = read_source(path, shown)
+    except SourceError as e:
+        e.span = span
+        raise
+    return parse(text, filename=str(path))
