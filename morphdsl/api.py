@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import MorphError, SpecError
+from .errors import MorphError
 from .ir.build import build as _build
 from .ir.graph import MorphGraph
 from .syntax import ast as A

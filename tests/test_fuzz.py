@@ -154,7 +154,8 @@ def test_integers_at_the_limit_are_fine_and_one_past_is_not():
 
 # ----------------------------------------------------------------------------- 2. seeded fuzzer
 def test_seeded_fuzzer_finds_no_defects(workdir):
-    res = fuzz.fuzz(240, seed=11, timeout=5.0, workers=2, mem_gib=4.0, workdir=workdir)
+    # 15 s, not the benchmark's 5 s: under pytest-xdist this shares 2 cores with other tests
+    res = fuzz.fuzz(240, seed=11, timeout=15.0, workers=2, mem_gib=4.0, workdir=workdir)
     c = res["counts"]
     assert sum(c.values()) == 240
     assert c["located"] > 50 and c["ok"] > 10  # it exercises both paths

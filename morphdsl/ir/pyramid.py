@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ..errors import SpecError
 from ..syntax import ast as A
+from .args import bind_params
 from .graph import OpInst, Region
 
 
@@ -24,8 +25,6 @@ def block_at(elab, block: str, width: int, name: str | None, span):
     bdef, genv = elab.spec.blocks[block]
     if not bdef.params:
         raise SpecError(f"pyramid block `{block}` needs a width parameter first", bdef.span)
-    from .elaborate import bind_params
-
     bound = bind_params(bdef, [], {bdef.params[0].name: width}, {}, None, genv)
     stmt = A.Stmt(label=name, name=block, span=span)
     return elab.instance(stmt, {}, set(), False, bound=bound)

@@ -36,7 +36,8 @@ def residual_outputs(item, scope: str) -> list[str]:
 
 
 def _elaborate(g, block: str, args: dict):
-    from ..ir.elaborate import Elaborator, bind_params
+    from ..ir.args import bind_params
+    from ..ir.elaborate import Elaborator
     from ..syntax import ast as A
 
     if block not in g.blocks:
