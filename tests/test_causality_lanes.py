@@ -82,15 +82,85 @@ def test_lane_crossing_linear_rejected_statically():
 
 def test_lane_crossing_linear_caught_by_probe():
     m = morphdsl.compile(LANES, check=False)
-    (rep,) = V.lane_probe(m)
-    assert not rep.ok and rep.upto == "part.x" and rep.max_cross > 0
-    assert (0, 1) in rep.leaks
+    before, after = V.lane_probe(m)  # the segments input -> mixer, mixer -> output
+    assert (before.start, before.upto, after.start, after.upto) == ("input", "part.x", "part.m", "part.n")
+    assert not before.ok and before.max_cross > 0 and (0, 1) in before.leaks
+    assert after.ok and after.max_cross == 0.0
 
 
 def test_isolated_partition_has_block_diagonal_jacobian():
     m = morphdsl.compile(LANES.replace("x: linear(out = 8, lanes = 1)", ""))
-    (rep,) = V.lane_probe(m, T=4)
-    assert rep.ok and rep.max_cross == 0.0 and rep.max_own > 0 and rep.upto == "part.attn"
+    reps = V.lane_probe(m, T=4)
+    assert [(r.start, r.upto) for r in reps] == [("input", "part.attn"), ("part.m", "part.n")]
+    assert all(r.ok and r.max_cross == 0.0 and r.max_own > 0 for r in reps)
+
+
+NESTED = """spec nested
+model(features = 8) {
+  p: partition(lanes = 4) {
+    mix(kind = sinkhorn)
+    inner: partition(lanes = INNER) {
+      ln: layernorm
+    }
+  }
+}
+"""
+
+
+def test_nested_partition_that_merges_lanes_rejected_statically():
+    with pytest.raises(VerifyError) as ei:
+        morphdsl.build(NESTED.replace("INNER", "1"))
+    e = ei.value
+    assert "partition(lanes = 1) inside partition(lanes = 4) would merge its lanes" in e.message
+    assert e.node == "p.inner" and (e.line, e.column) == (5, 5)
+    assert "multiple of 4" in e.hint
+    with pytest.raises(VerifyError, match="inside partition\\(lanes = 4\\) would merge"):
+        morphdsl.build(NESTED.replace("INNER", "2"))
+
+
+def test_nested_partition_leak_after_a_mixer_caught_by_probe():
+    m = morphdsl.compile(NESTED.replace("INNER", "1"), check=False)
+    reps = {(r.path, r.start, r.upto): r for r in V.lane_probe(m)}
+    leak = reps[("p", "p.mix", "p.inner.ln")]  # the segment after the mixer: full-width layernorm
+    assert not leak.ok and leak.max_cross > 0.1 * leak.max_own
+    assert reps[("p.inner", "p.mix", "p.inner.ln")].ok  # one lane: nothing to leak into
+
+
+def test_nested_partition_that_refines_lanes_is_isolated():
+    m = morphdsl.compile(NESTED.replace("INNER", "8"))  # 8 lanes of 1 channel split each of the 4
+    assert m.morph_graph.dag.nodes["p.inner.ln"]["resolved"]["lanes"] == 8
+    reps = V.lane_probe(m)
+    assert reps and all(r.ok for r in reps)
+
+
+def test_verify_cli_rejects_nested_partition(tmp_path, capsys):
+    from morphdsl.cli import main
+
+    p = tmp_path / "nested.morph"
+    p.write_text(NESTED.replace("INNER", "1"))
+    assert main(["check", str(p)]) == 1
+    assert main(["verify", str(p)]) == 1
+    out = capsys.readouterr().out
+    assert "lane isolation (static): FAIL" in out
+    assert "lane probe `p` (4 lanes, up to p.inner.ln): FAIL" in out
+
+
+def test_crossing_after_a_mixer_and_around_it_caught():
+    text = """spec s
+model(features = 8) {
+  part: partition(lanes = 4) {
+    residual { m: mix }
+    x: linear(out = 8, lanes = 1)
+  }
+}
+"""
+    with pytest.raises(VerifyError, match="linear\\(lanes = 1\\) mixes lanes"):
+        morphdsl.build(text)
+    reps = V.lane_probe(morphdsl.compile(text, check=False))
+    assert {(r.start, r.upto): r.ok for r in reps} == {("input", "part.x"): False,
+                                                       ("part.m", "part.x"): False}
+    ok = V.lane_probe(morphdsl.compile(text.replace("x: linear(out = 8, lanes = 1)", "x: linear(out = 8)")))
+    assert len(ok) == 2 and all(r.ok for r in ok)  # x + mix(x): the direct path keeps lanes apart
 
 
 def test_full_width_layernorm_in_partition_rejected():

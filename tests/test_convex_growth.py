@@ -31,7 +31,7 @@ def test_hull_stays_convex_after_add_petals_and_training(pool):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    rep = jensen(m2, n_pairs=128, in_dim=6, seed=1)
+    rep = jensen(m2, n_pairs=128, seed=1)  # the whole model: its input width is read off the graph
     assert rep.ok, rep
     assert rep.rate == 0.0
 

@@ -106,8 +106,10 @@ def test_every_spec_passes_static_checks(path):
 
 # ----------------------------------------------------------------------------- soundness
 UNARY = ["linear(out = {w})", "linear(out = {w}, nonneg = true)", "relu", "softplus", "exp",
-         "square", "abs", "neg", "scale(by = 0.5)", "scale(by = -2.0)", "shift(by = -1.0)",
-         "leaky_relu(slope = 0.3)", "sigmoid", "layernorm", "hull(petals = 2, width = 4)",
+         "square", "abs", "neg", "scale(by = 0.5)", "scale(by = -2.0)", "scale(by = -0.5)",
+         "shift(by = -1.0)", "leaky_relu(slope = 0.3)", "leaky_relu(slope = -0.5)",
+         "leaky_relu(slope = 0)", "leaky_relu(slope = 1)", "leaky_relu(slope = 2)", "sigmoid",
+         "layernorm", "hull(petals = 2, width = 4)",
          "petal(width = 4)", "log"]
 JOINS = ["add", "max", "mean", "mul", "concat", "sub"]
 

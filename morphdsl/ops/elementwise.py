@@ -1,4 +1,8 @@
-"""Elementwise activations and the joins of parallel branches (functional ops)."""
+"""Elementwise activations and the joins of parallel branches (functional ops).
+
+Besides curvature facts, an op that is a *scalar* affine map of its inputs, y = sum_i c_i x_i + b
+with the same constant c_i for every channel, says so with `linear_coeffs(r) -> (c, b)`: the
+convexity rule then tracks such sums exactly (`x + (-0.5) x` is `0.5 x`), not term by term."""
 from __future__ import annotations
 
 import operator
@@ -6,10 +10,9 @@ from functools import partial, reduce
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
-from typing import Annotated
 
 from ..ir.graph import TensorType
+from .modules import softplus
 from .registry import Args, Facts, Op, register
 
 
@@ -18,6 +21,7 @@ class _Elementwise(Op):
     lanes_ok = True
     fn = None
     fact = Facts("unknown")
+    coeffs = None  # ((c,), b) when the op is x -> c x + b
 
     def function(self, r):
         return type(self).fn
@@ -25,21 +29,24 @@ class _Elementwise(Op):
     def facts(self, r):
         return self.fact
 
+    def linear_coeffs(self, r):
+        return self.coeffs
+
     def flops(self, r):
         return 0
 
 
-def _ew(name_, fn_, fact_, doc_=""):
+def _ew(name_, fn_, fact_, doc_="", coeffs_=None):
     cls = type(name_.title().replace("_", ""), (_Elementwise,),
-               {"name": name_, "fn": staticmethod(fn_), "fact": fact_, "doc": doc_})
+               {"name": name_, "fn": staticmethod(fn_), "fact": fact_, "doc": doc_, "coeffs": coeffs_})
     return register(cls)
 
 
 _ew("relu", F.relu, Facts("convex", ("incr",), "nonneg"), "max(x, 0)")
-_ew("softplus", F.softplus, Facts("convex", ("incr",), "nonneg"), "log(1 + e^x)")
+_ew("softplus", softplus, Facts("convex", ("incr",), "nonneg"), "log(1 + e^x)")  # not F.softplus
 _ew("exp", torch.exp, Facts("convex", ("incr",), "nonneg"), "e^x")
-_ew("identity", lambda x: x, Facts("affine", ("incr",)), "x")
-_ew("neg", torch.neg, Facts("affine", ("decr",)), "-x")
+_ew("identity", lambda x: x, Facts("affine", ("incr",)), "x", ((1.0,), 0.0))
+_ew("neg", torch.neg, Facts("affine", ("decr",)), "-x", ((-1.0,), 0.0))
 _ew("square", torch.square, Facts("convex", ("none",), "nonneg", mono_nonneg=("incr",),
                                   mono_nonpos=("decr",)), "x^2")
 _ew("abs", torch.abs, Facts("convex", ("none",), "nonneg", mono_nonneg=("incr",),
@@ -63,12 +70,20 @@ class LeakyRelu(_Elementwise):
         return partial(F.leaky_relu, negative_slope=r["slope"])
 
     def facts(self, r):
-        s = r["slope"]
-        if 0 <= s <= 1:
+        s = r["slope"]  # x for x >= 0, s x below
+        if s == 1:
+            return Facts("affine", ("incr",))
+        if s == 0:      # relu
+            return Facts("convex", ("incr",), "nonneg")
+        if 0 < s < 1:   # max(x, s x)
             return Facts("convex", ("incr",))
-        if s > 1:
+        if s > 1:       # min(x, s x)
             return Facts("concave", ("incr",))
-        return Facts("unknown", why=f"leaky_relu with slope {s} < 0 is neither convex nor concave")
+        # s < 0: max(x, s x) >= 0, decreasing below 0 and the identity above
+        return Facts("convex", ("none",), "nonneg", mono_nonneg=("incr",), mono_nonpos=("decr",))
+
+    def linear_coeffs(self, r):
+        return ((1.0,), 0.0) if r["slope"] == 1 else None
 
 
 @register
@@ -85,6 +100,9 @@ class Scale(_Elementwise):
     def facts(self, r):
         return Facts("affine", ("incr" if r["by"] >= 0 else "decr",))
 
+    def linear_coeffs(self, r):
+        return ((float(r["by"]),), 0.0)
+
 
 @register
 class Shift(_Elementwise):
@@ -99,6 +117,9 @@ class Shift(_Elementwise):
 
     def facts(self, r):
         return Facts("affine", ("incr",))
+
+    def linear_coeffs(self, r):
+        return ((1.0,), float(r["by"]))
 
 
 # ----------------------------------------------------------------------------- joins
@@ -115,6 +136,9 @@ class _Join(Op):
             raise ValueError(f"`{self.name}` joins branches of different widths: {shapes}",
                              "give every branch the same output width, or use `join = concat`")
         return dict(a), inputs[0]
+
+    def linear_coeffs(self, r):
+        return None
 
     def flops(self, r):
         return 0
@@ -144,6 +168,9 @@ class Add(_Join):
     def facts(self, r):
         return Facts("affine", ("incr",) * r.get("n", 2))
 
+    def linear_coeffs(self, r):
+        return ((1.0,) * r.get("n", 2), 0.0)
+
 
 @register
 class Sub(_Join):
@@ -157,6 +184,9 @@ class Sub(_Join):
 
     def facts(self, r):
         return Facts("affine", ("incr", "decr"))
+
+    def linear_coeffs(self, r):
+        return ((1.0, -1.0), 0.0)
 
 
 @register
@@ -205,6 +235,10 @@ class Mean(_Join):
 
     def facts(self, r):
         return Facts("affine", ("incr",) * r.get("n", 2))
+
+    def linear_coeffs(self, r):
+        n = r.get("n", 2)
+        return ((1.0 / n,) * n, 0.0)
 
 
 def _cat(*xs):

@@ -13,6 +13,13 @@ def inv_softplus(y: torch.Tensor) -> torch.Tensor:
     return y + torch.log(-torch.expm1(-y))
 
 
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + e^x), smooth everywhere: max(x, 0) + log1p(e^-|x|), with no overflow for large
+    |x|. (torch's F.softplus returns x itself above x = 20, a jump of e^-20 that is not convex:
+    the function a convexity proof certifies must be the one that runs.)"""
+    return torch.logaddexp(x, x.new_zeros(()))
+
+
 class LaneLinear(nn.Module):
     """A block-diagonal linear map: lane l of the output reads only lane l of the input."""
 
@@ -128,7 +135,7 @@ class Attention(nn.Module):
 
 
 _ACTS = {
-    "relu": F.relu, "gelu": F.gelu, "silu": F.silu, "softplus": F.softplus,
+    "relu": F.relu, "gelu": F.gelu, "silu": F.silu, "softplus": softplus,
     "tanh": torch.tanh, "sigmoid": torch.sigmoid,
 }
 
@@ -181,7 +188,7 @@ class Hull(nn.Module):
         if self.act_name == "relu":
             return F.relu(h)
         if self.act_name == "softplus":
-            return F.softplus(h)
+            return softplus(h)
         return F.leaky_relu(h, self.slope)
 
     def forward(self, x):  # (B, T, L*d) -> (B, T, L*o)

@@ -8,16 +8,21 @@ and its inputs' curvatures and signs. The rule is written once, in `compose`:
                          nondecreasing in it, or concave where f is nonincreasing in it;
     concave is the mirror image; both = affine; no input-dependent argument = constant.
 Products need all but one factor constant (of known sign); a divisor must be constant.
+Nodes made by scalar affine ops (add, sub, scale, ...) are kept as exact sums of the nodes below
+them (`sums.py`), so like terms cancel before the rule sees them: x + (-0.5) x is 0.5 x.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..ir.graph import MorphGraph
 from ..ops import get_op
 from ..ops.registry import Facts
+from .sums import Sum, combine, mixed_why, sum_curvature
 
 FLIP = {"nonneg": "nonpos", "nonpos": "nonneg", "unknown": "unknown"}
+MAX_TERMS = 32  # atoms kept in one exact sum; beyond it the sum is a new atom (linear time)
 NEG_CURV = {"convex": "concave", "concave": "convex"}
 
 
@@ -147,13 +152,16 @@ def compose(op: str, r: dict, args: list[Curv]) -> tuple[str, str]:
     n = len(args)
     ok_cvx = f.curvature in ("convex", "affine")
     ok_ccv = f.curvature in ("concave", "affine")
-    bad = []  # (argument, monotonicity) that breaks the curvature f needs
+    bad = []    # (argument, monotonicity) that breaks the curvature f needs
+    terms = []  # (argument curvature, curvature it brings) for the message of a mixed sum
     for i in live:
         a, m = args[i], _mono(f, i, n, args[i].sign)
         if a.curvature == "affine":
             continue
         up = (a.curvature == "convex" and m == "incr") or (a.curvature == "concave" and m == "decr")
         down = (a.curvature == "concave" and m == "incr") or (a.curvature == "convex" and m == "decr")
+        if up or down:
+            terms.append((a.curvature, "convex" if up else "concave"))
         if (f.curvature == "convex" and not up) or (f.curvature == "concave" and not down) \
                 or not (up or down):
             bad.append((a, m))
@@ -167,38 +175,62 @@ def compose(op: str, r: dict, args: list[Curv]) -> tuple[str, str]:
     if bad and bad[0][1] == "none":
         a = bad[0][0]
         return "unknown", f.why or f"{op} is not monotone, so its argument must be affine, but it is {a.curvature}"
-    if not bad:  # an affine op of a convex and a concave term
-        return "unknown", f"{op} of a convex and a concave term is neither convex nor concave"
+    if not bad:  # an affine op of a convex and a concave term (or convex minus convex)
+        return "unknown", mixed_why(op, terms)
     a, m = bad[0]
     word = "nondecreasing" if m == "incr" else "nonincreasing"
     return "unknown", f"{op} is {f.curvature} and {word}, but its argument is {a.curvature}"
+
+
+def _linear(op: str, r: dict, n: int):
+    """(coefficients, offset) when the op is a scalar affine map of its n inputs, else None."""
+    lc = getattr(get_op(op), "linear_coeffs", None)
+    res = lc(r) if lc else None
+    if res is None or len(res[0]) != n or not all(math.isfinite(c) for c in (*res[0], res[1])):
+        return None
+    return res
+
+
+def _node(g: MorphGraph, k: str, out: dict, sums: dict) -> tuple[Curv, Sum]:
+    """The curvature of node k and its exact sum, from those of its inputs."""
+    d = g.dag.nodes[k]
+    args = [out.get(i, Curv("constant")) for i in d["inputs"]]
+    if d["kind"] != "op":
+        return Curv("constant"), Sum.atom(k)
+    f = get_op(d["op"]).facts(d["resolved"])
+    lin = _linear(d["op"], d["resolved"], len(args))
+    if lin is not None:
+        s = combine(lin[0], lin[1], [sums.get(i) or Sum.atom(i) for i in d["inputs"]])
+        curv, sign, why, atom = sum_curvature(d["op"], s, lambda a: out.get(a, Curv("constant")))
+        if len(s.terms) > MAX_TERMS:  # a long residual stream: k becomes an atom (still sound)
+            s = Sum.atom(k)
+        if atom is not None:
+            a = out[atom]
+            return Curv("unknown", "unknown", a.why, a.culprit), s
+        if sign == "unknown":
+            sign = _sign(d["op"], d["resolved"], f, args)
+        return Curv(curv, sign, why, k if curv == "unknown" else None), s
+    curv, why = compose(d["op"], d["resolved"], args)
+    culprit = next((a.culprit for a in args if a.curvature == "unknown"), None)
+    if curv == "unknown" and culprit is not None:
+        first = next(a for a in args if a.culprit == culprit)
+        return Curv("unknown", "unknown", first.why, culprit), Sum.atom(k)
+    sign = _sign(d["op"], d["resolved"], f, args)
+    return Curv(curv, sign, why, k if curv == "unknown" else None), Sum.atom(k)
 
 
 def analyze(g: MorphGraph, inp: str, keys, cache: dict | None = None) -> dict[str, Curv]:
     """Curvature of each node in `keys` (topological order) as a function of node `inp`."""
     cache = {} if cache is None else cache
     out: dict[str, Curv] = {inp: Curv("affine", "unknown")}
+    sums: dict[str, Sum] = {}
     for k in keys:
-        ck = (inp, k)
-        if ck in cache:
-            out[k] = cache[ck]
-            continue
-        d = g.dag.nodes[k]
         if k == inp:
             continue
-        args = [out.get(i, Curv("constant")) for i in d["inputs"]]
-        if d["kind"] != "op":
-            c = Curv("constant")
-        else:
-            curv, why = compose(d["op"], d["resolved"], args)
-            culprit = next((a.culprit for a in args if a.curvature == "unknown"), None)
-            if curv == "unknown" and culprit is not None:
-                first = next(a for a in args if a.culprit == culprit)
-                c = Curv("unknown", "unknown", first.why, culprit)
-            else:
-                sign = _sign(d["op"], d["resolved"], get_op(d["op"]).facts(d["resolved"]), args)
-                c = Curv(curv, sign, why, k if curv == "unknown" else None)
-        cache[ck] = out[k] = c
+        ck = (inp, k)
+        if ck not in cache:
+            cache[ck] = _node(g, k, out, sums)
+        out[k], sums[k] = cache[ck]
     return out
 
 

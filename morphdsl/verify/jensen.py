@@ -42,8 +42,8 @@ def _as_float64(f, region):
     if isinstance(f, torch.nn.Module):
         if region is not None:
             return region_function(f, region, torch.float64)
+        g = getattr(f, "morph_graph", None)  # read before the copy: deepcopy drops it
         m = copy.deepcopy(f).double().eval()
-        g = getattr(m, "morph_graph", None)
         if g is not None and g.input_type.channels is None:
             raise VerifyError("the model takes token ids; audit a region of it with `region = path`")
         m.in_dim = g.input_type.channels if g is not None else None
