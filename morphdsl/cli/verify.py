@@ -80,7 +80,8 @@ def render(res: dict, file: str) -> str:
         p = res["causality_probe"]
         out.append(f"causality probe (T={p['T']}): {_mark(p['ok'])}  max leak {p['max_leak']:.3g}")
         for r in res["lane_probe"]:
-            out.append(f"lane probe `{r['path']}` ({r['lanes']} lanes, up to {r['upto']}): "
+            start = r.get("start") or "its input"
+            out.append(f"lane probe `{r['path']}` ({r['lanes']} lanes, from {start} up to {r['upto']}): "
                        f"{_mark(r['ok'])}  max cross-lane {r['max_cross']:.3g}, own {r['max_own']:.3g}")
         for path, j in res["jensen"].items():
             if "error" in j:

@@ -61,7 +61,7 @@ _ew("tanh", torch.tanh, Facts("unknown", why="tanh is neither convex nor concave
 @register
 class LeakyRelu(_Elementwise):
     name = "leaky_relu"
-    doc = "max(x, slope*x)"
+    doc = "x for x >= 0, slope*x below (max(x, slope*x) for slope <= 1)"
 
     class Args(Args):
         slope: float = 0.01
