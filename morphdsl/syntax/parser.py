@@ -228,7 +228,8 @@ def _syntax_error(e: UnexpectedInput, text: str, filename) -> SyntaxError_:
     elif isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
         span = Span(filename, line, col, line, col + 1)
-        msg = f"unexpected character `{ch}`"
+        msg = (f"unexpected character `{ch}`" if ch.isprintable() else
+               f"unexpected character U+{ord(ch):04X} (an invisible or control character)")
         hint = {"'": "strings use double quotes", ";": "statements need no `;`; put each on its own line",
                 "=": "did you mean `=` with a name before it?",
                 '"': "a string is missing its closing `\"` (strings end on the same line)"}.get(ch)
@@ -308,7 +309,7 @@ def parse_file(path, span: Span | None = None, shown: str | None = None) -> A.Mo
     """Read and parse a spec file; an unreadable file is an error at `span` (e.g. its `use`),
     naming the file as `shown`."""
     try:
-        text = read_source(path, shown)
+        text = read_source(path, shown, binary_ok=False)
     except SourceError as e:
         e.span = span
         raise

@@ -18,9 +18,10 @@ class SourceError(MorphError):
     """A spec file cannot be read (missing, not a regular file, too large, not UTF-8)."""
 
 
-def read_source(path, shown: str | None = None) -> str:
+def read_source(path, shown: str | None = None, binary_ok: bool = True) -> str:
     """The text of the spec file at `path`, or a `SourceError` saying why not (naming the file
-    as `shown`, e.g. as the user wrote it in a `use`)."""
+    as `shown`, e.g. as the user wrote it in a `use`). With `binary_ok=False` a file holding NUL
+    bytes is refused as binary (for a `use`d file; in the file itself the parser points at it)."""
     p = os.fspath(path)
     name = shown if shown is not None else p
     if "\x00" in p:
@@ -50,7 +51,7 @@ def read_source(path, shown: str | None = None) -> str:
     if len(data) > MAX_SOURCE_BYTES:  # /proc files report size 0
         raise SourceError(f"`{name}` is larger than {MAX_SOURCE_BYTES // 2**10} KiB, the limit for a spec file",
                           hint="is this really a .morph file?")
-    if b"\x00" in data:
+    if not binary_ok and b"\x00" in data:
         raise SourceError(f"`{name}` is a binary file (it holds NUL bytes), not a .morph spec",
                           hint="`use` takes a .morph file of block definitions")
     try:
