@@ -142,7 +142,7 @@ def test_verify_cli_rejects_nested_partition(tmp_path, capsys):
     assert main(["verify", str(p)]) == 1
     out = capsys.readouterr().out
     assert "lane isolation (static): FAIL" in out
-    assert "lane probe `p` (4 lanes, up to p.inner.ln): FAIL" in out
+    assert "lane probe `p` (4 lanes, from p.mix up to p.inner.ln): FAIL" in out
 
 
 def test_crossing_after_a_mixer_and_around_it_caught():
