@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install train test bench shakespeare bench-growth bench-growth-quick
+.PHONY: install train train-fresh test bench shakespeare bench-growth bench-growth-quick
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -16,8 +16,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# A second `make train` continues the run in runs/default (a finished run stays as it is);
+# `make train-fresh` starts it over.
 train: install
-	$(VENV)/bin/morphc train specs/default.morph --out runs/default
+	@if [ -e runs/default/checkpoints/latest ]; then \
+	  echo "runs/default holds a run: continuing it (make train-fresh starts over)"; \
+	  $(VENV)/bin/morphc train --resume runs/default; \
+	else $(VENV)/bin/morphc train specs/default.morph --out runs/default --force; fi
+
+train-fresh: install
+	$(VENV)/bin/morphc train specs/default.morph --out runs/default --force
 
 test: install
 	$(PY) -m pytest -n 2

@@ -129,11 +129,17 @@ def test_bad_settings_point_at_their_line(tmp_path, capsys):
     text = open(mk(tmp_path, "")).read()
     for old, new, msg in [("  warmup = 5\n", "  warmup = 5\n  lr_width = -4\n", "'lr_width' must be >= 0"),
                           ("  warmup = 5\n", "  warmup = 5\n  rewarm_fom = 2\n", "did you mean 'rewarm_from'"),
-                          ("  warmup = 5\n", "  warmup = 5\n  flops = -1\n", "'flops' must be positive")]:
+                          ("  warmup = 5\n", "  warmup = 5\n  flops = -1\n", "'flops' must be positive"),
+                          ("  lr = 3e-3\n  warmup = 5\n", "  warmup = 5\n  lr = 1e300\n", "'lr' must be in (0, 10]"),
+                          ("  warmup = 5\n", "  warmup = 5\n  seed = 1e30\n", "'seed' must be in"),
+                          ("  sample_tokens = 20\n  threads = 1\n", "  sample_tokens = 20\n  threads = 100000\n",
+                           "'threads' must be at most"),
+                          ("  warmup = 5\n", "  warmup = 5\n  min_lr = 1\n", "'min_lr' must be in [0, lr = 0.003]"),
+                          ("  warmup = 5\n", "  warmup = 5\n  weight_decay = 1000\n", "'weight_decay' x lr")]:
         p = tmp_path / "bad.morph"
         p.write_text(text.replace(old, new))
         line = text.replace(old, new).splitlines().index(new.splitlines()[1].rstrip()) + 1
-        assert main(["train", str(p), "--out", str(tmp_path / "r")]) != 0
+        assert main(["train", str(p), "--out", str(tmp_path / "r")]) == 1
         err = capsys.readouterr().err
         assert f"bad.morph:{line}:3: error" in err and msg in err and "Traceback" not in err
 

@@ -53,9 +53,10 @@ def run(capsys, *argv):
 def test_check_ok(capsys):
     code, out, err = run(capsys, "check", TINY, MECH)
     assert code == 0, err
-    n = morphdsl.build(TINY).n_params()
-    assert f"{TINY}: ok ({n} params)" in out
-    assert re.search(r"tinymech\.morph: ok \(\d+ params\)", out)
+    n = morphdsl.build(TINY).n_params()  # and the memory `morphc train` needs (test_memory)
+    assert f"{TINY}: ok ({n} params, ~36.9 MiB to train at batch 16 x 128)" in out
+    assert re.search(r"tinymech\.morph: ok \(\d+ params, ~[\d.]+ MiB to train at batch 32 x 32\)",
+                     out)
 
 
 def test_check_forward(capsys):

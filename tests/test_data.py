@@ -115,6 +115,16 @@ def test_load_texts_jsonl_and_parquet(tmp_path):
 def test_load_texts_errors(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_texts(str(tmp_path / "missing.jsonl"))
+    (tmp_path / "x.bin").write_bytes(b"\x00\x01")
+    with pytest.raises(DataError, match=r"x.bin' is of a type that cannot be read \(.bin\)") as e:
+        load_texts(str(tmp_path / "x.bin"))
+    assert ".txt" in e.value.hint and ".jsonl" in e.value.hint and ".parquet" in e.value.hint
+    with pytest.raises(DataError, match="not a file or directory that exists") as e:
+        load_texts("nowhere.bin")
+    assert ".txt" in e.value.hint
+    (tmp_path / "bad.jsonl").write_text('{"text": "a"}\nnot json\n')
+    with pytest.raises(DataError, match="cannot read '.*bad.jsonl' as json data: ValueError"):
+        load_texts(str(tmp_path / "bad.jsonl"))
     with pytest.raises(DataError, match="only a 'train' split"):
         load_texts("shakespeare", split="validation")
 

@@ -92,8 +92,8 @@ def test_cli_train_writes_run_dir_and_learns(tmp_path, capsys):
     for f in ("metrics.jsonl", "events.jsonl", "loss.png"):
         assert (run / f).stat().st_size > 0
     latest = run / "checkpoints" / "latest"
-    for f in ("model.safetensors", "spec.morph", "optimizer.pt", "rng.pt", "state.json",
-              "tokenizer.json"):
+    for f in ("model.safetensors", "spec.morph", "optimizer.safetensors", "optimizer.json",
+              "rng.safetensors", "rng.json", "state.json", "tokenizer.json"):
         assert (latest / f).exists(), f
     rows = read_jsonl(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 31))
@@ -155,6 +155,57 @@ def test_three_nonfinite_losses_stop_with_valid_checkpoint(tmp_path):
     assert torch.isfinite(r["module"](torch.zeros(1, 8, dtype=torch.long))).all()
 
 
+def test_rollback_halves_lr_cumulatively(tmp_path):
+    import morphdsl
+    from morphdsl.train.config import from_sections
+    from morphdsl.train.optim import lr_at
+
+    s = spec(tmp_path, "")
+    train_spec(s, tmp_path / "run", {"inject_nan_at_step": 15, "inject_nan_times": 2})
+    ev = [e for e in read_jsonl(tmp_path / "run/events.jsonl") if e["type"] == "rollback"]
+    assert [(e["step"], e["resumed_from"], e["lr_scale"]) for e in ev] == [(15, 10, 0.5),
+                                                                          (15, 10, 0.25)]
+    rows = read_jsonl(tmp_path / "run/metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 41))
+    cfg = from_sections(morphdsl.build(s).sections)
+    scale = [1.0] * 10 + [0.25] * 30  # steps 11.. retried at x0.5, then x0.25 for good
+    assert [r["lr"] for r in rows] == pytest.approx([lr_at(i, cfg, scale[i]) for i in range(40)])
+
+
+def test_rollback_skips_the_batch_that_failed(tmp_path, monkeypatch):
+    """A batch whose loss is not finite is not replayed: without skipping it, the same
+    batch would come back after the rollback and fail three times."""
+    from morphdsl.train.loop import Trainer
+
+    seen, real_loss = {"bad": None, "count": 0}, Trainer._loss
+
+    def poisoned(self, x, y):
+        loss = real_loss(self, x, y)
+        if not self.model.training:
+            return loss
+        if self.step + 1 == 15 and seen["bad"] is None:
+            seen["bad"] = x.clone()
+        if seen["bad"] is not None and torch.equal(x, seen["bad"]):
+            seen["count"] += 1
+            return loss * float("inf")
+        return loss
+
+    monkeypatch.setattr(Trainer, "_loss", poisoned)
+    out = train_spec(spec(tmp_path, ""), tmp_path / "run", {"sample_tokens": 0})
+    ev = [e for e in read_jsonl(tmp_path / "run/events.jsonl") if e["type"] == "rollback"]
+    assert [(e["step"], e["lr_scale"]) for e in ev] == [(15, 0.5)]
+    assert seen["count"] == 1 and out["step"] == 40
+
+
+def test_stop_without_checkpoint_says_so(tmp_path):
+    with pytest.raises(TrainingStopped) as e:
+        train_spec(spec(tmp_path, ""), tmp_path / "run",
+                   {"inject_nan_at_step": 5, "inject_nan_times": 3})
+    assert "no checkpoint was written" in e.value.hint and "intact" not in e.value.hint
+    assert "x0.125" in e.value.hint  # 0.5, 0.25, 0.125
+    assert not (tmp_path / "run/checkpoints/latest").exists()
+
+
 def test_kill_during_checkpoint_leaves_previous_loadable(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "MORPHDSL_CKPT_SLEEP": "20:60"}
@@ -174,6 +225,10 @@ def test_kill_during_checkpoint_leaves_previous_loadable(tmp_path):
     r = load_checkpoint(run)
     assert r["state"]["step"] == 10
     assert torch.isfinite(r["module"](torch.zeros(1, 8, dtype=torch.long))).all()
+    assert list(run.glob("checkpoints/.tmp-step-*"))  # the killed write's temp dir ...
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert not list(run.glob("checkpoints/.tmp-step-*"))  # ... is gone after resuming
+    assert load_checkpoint(run)["state"]["step"] == 40
 
 
 def test_offline_hub_source_is_one_line_error(tmp_path, capsys):
@@ -183,6 +238,18 @@ def test_offline_hub_source_is_one_line_error(tmp_path, capsys):
     assert rc == 1 and "Traceback" not in err
     first = err.splitlines()[0]
     assert first.startswith("error:") and "roneneldan/TinyStories" in first and "offline" in first
+
+
+def test_unreadable_data_file_is_one_line_error(tmp_path, capsys):
+    (tmp_path / "x.bin").write_bytes(bytes(range(256)))
+    rc = main(["train", spec(tmp_path), "--data", str(tmp_path / "x.bin"),
+               "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and not (tmp_path / "run").exists()
+    assert "x.bin' is of a type that cannot be read (.bin)" in err.splitlines()[0]
+    assert ".txt" in err and ".jsonl" in err and ".parquet" in err
+    assert main(["train", spec(tmp_path), "--flops", "inf"]) == 2
+    assert "--flops must be positive and finite" in capsys.readouterr().err
 
 
 def test_spec_errors_point_at_the_rule(tmp_path, capsys):

@@ -1,7 +1,9 @@
 """`morphc grow FILE --op "add_head(blocks.1.attn, n = 2)" [--op ...] -o OUT.morph`.
 
 Applies growth rewrites in order, moves weights (from --weights, else a fresh init), checks each
-exact rewrite with the identity verifier, writes the grown spec (and --save weights).
+exact rewrite with the identity verifier, writes the grown spec (and --save weights). Before
+the spec is compiled and before each rewrite, the memory it needs (the old and the grown
+weights, ir/memory.py) is checked against the machine's; `--force` skips that check.
 """
 from __future__ import annotations
 
@@ -23,8 +25,17 @@ def register(sub):
     p.add_argument("--weights", metavar="IN.safetensors", help="start from these weights")
     p.add_argument("--save", metavar="OUT.safetensors", help="save the grown weights here")
     p.add_argument("--no-verify", action="store_true", help="skip the identity check")
+    p.add_argument("--force", "--force-memory", dest="force", action="store_true",
+                   help="grow even when the memory estimate exceeds the available memory")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=run)
+
+
+def _fits(needed: int, what: str, force: bool) -> None:
+    from ..ir.memory import ensure_fits
+
+    ensure_fits(needed, what, force=force, flag="--force",
+                advice="grow by less, or on a machine with more memory")
 
 
 def run(args) -> int:
@@ -32,11 +43,14 @@ def run(args) -> int:
 
     from .. import api
     from ..compile import compile_graph
+    from ..ir.memory import hold_memory
     from ..rewrites import grow_model
+    from ..train.growth import preview_growth
     from ..rewrites.parse_op import parse_op
 
     g = load_graph(args.file)
     ops = [parse_op(t, g.params, label=f"--op {i + 1}") for i, t in enumerate(args.op)]
+    _fits(hold_memory(g, copies=2 if args.weights else 1), f"loading {args.file} ({g.n_params():,} params)", args.force)
     torch.manual_seed(0)
     m = compile_graph(g)
     if args.weights:
@@ -49,9 +63,17 @@ def run(args) -> int:
         except RuntimeError as e:
             raise MorphError(f"{args.weights} does not fit {args.file}: {' '.join(str(e).split())[:240]}",
                              hint="the weights must come from this spec (same names and shapes)") from None
+        except Exception as e:  # noqa: BLE001 - SafetensorError: truncated, not safetensors
+            raise MorphError(f"{args.weights}: not a readable safetensors file "
+                             f"({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})",
+                             hint="--weights takes a file written by --save") from None
     steps = []
     for (name, kw, span), text in zip(ops, args.op):
         before = m.morph_graph.n_params()
+        grown = preview_growth(m.morph_graph, name, kw)
+        if grown is not None:  # the old and the grown model are held together
+            _fits(hold_memory(m.morph_graph) + hold_memory(grown, copies=2),
+                  f"growing by {text.strip()} (to {grown.n_params():,} params)", args.force)
         try:
             out = grow_model(m, name, verify=not args.no_verify, **kw)
         except MorphError as e:

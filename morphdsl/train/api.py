@@ -58,9 +58,33 @@ def _finish(trainer: Trainer, reporter: Reporter) -> dict:
     return summary
 
 
+def _check_memory(graph, cfg, force: bool, what: str) -> None:
+    """Refuse (MemoryLimitError) a run whose estimated peak memory exceeds the machine's."""
+    from ..ir.memory import ensure_fits, train_memory
+
+    est = train_memory(graph, cfg.batch, cfg.ctx)
+    ensure_fits(est.total, f"{what} (batch {cfg.batch} x ctx {cfg.ctx}, {est.params:,} params)",
+                device=cfg.device, force=force, detail=f" ({est.parts()})")
+
+
+def _run_dir_for(run_dir, replace: bool) -> Path:
+    p = Path(run_dir)
+    if p.exists() and not p.is_dir():
+        raise MorphError(f"the run directory {run_dir} is a file",
+                         hint="give --out a directory (new or empty)")
+    if ckpt.existing_run(p) and not replace:
+        raise MorphError(f"{run_dir} already holds a training run; it was left as it is",
+                         hint=f"continue it: morphc train --resume {run_dir}; start it over "
+                              f"(replacing it): add --force; or choose another --out")
+    return p
+
+
 def train_spec(spec, run_dir, overrides: dict | None = None, *, reporter: Reporter | None = None,
-               controllers=None) -> dict:
-    """Train `spec` (path, text or MorphGraph) from scratch into `run_dir`."""
+               controllers=None, replace: bool = True, force_memory: bool = False) -> dict:
+    """Train `spec` (path, text or MorphGraph) from scratch into `run_dir`. A run already
+    there is replaced when `replace` (`morphc train` passes False unless --force), else it is
+    an error. The run is refused before anything is allocated when its estimated memory
+    exceeds what the machine has, unless `force_memory`."""
     import morphdsl
 
     graph = morphdsl.build(spec)
@@ -69,31 +93,43 @@ def train_spec(spec, run_dir, overrides: dict | None = None, *, reporter: Report
     except MorphError as e:
         raise _with_source(e, graph) from None
     check_rules(graph)
+    run = _run_dir_for(run_dir, replace)
+    cfg.force_memory = bool(force_memory or cfg.force_memory)
+    _check_memory(graph, cfg, cfg.force_memory, f"training {graph.name}")
+    if ckpt.existing_run(run):
+        ckpt.clear_run(run)
     torch.manual_seed(cfg.seed)  # the model's initial weights
     random.seed(cfg.seed)
     module = morphdsl.compile(graph)
     reporter = reporter or Reporter(enabled=False)
-    trainer = Trainer(module, cfg, run_dir, controllers=controllers, reporter=reporter)
+    trainer = Trainer(module, cfg, run, controllers=controllers, reporter=reporter)
     return _finish(trainer, reporter)
 
 
 def resume(run_dir, overrides: dict | None = None, *, reporter: Reporter | None = None,
-           controllers=None) -> dict:
-    """Continue a run from its latest checkpoint; same losses as an uninterrupted run."""
-    r = ckpt.load_checkpoint(run_dir)
+           controllers=None, force_memory: bool = False) -> dict:
+    """Continue a run from its latest good checkpoint; same losses as an uninterrupted run.
+    A damaged latest checkpoint is skipped (with a warning) for the one before it, and moved
+    aside to checkpoints/damaged-step-N before training continues."""
+    run = ckpt.run_root(run_dir)
+    r = ckpt.load_checkpoint(run_dir, training=True, force_memory=force_memory)
     saved = dict(r["state"]["config"])
-    saved["stop_at"] = None
+    saved["stop_at"], saved["force_memory"] = None, bool(force_memory)
     cfg = from_dict(saved, overrides)
     torch.set_num_threads(cfg.threads)
     reporter = reporter or Reporter(enabled=False)
-    trainer = Trainer(r["module"], cfg, run_dir, tokenizer=r["tokenizer"],
+    trainer = Trainer(r["module"], cfg, run, tokenizer=r["tokenizer"],
                       controllers=controllers, reporter=reporter, resume=r)
+    root = run / "checkpoints"
+    if root.is_dir():
+        ckpt.clean_stale(root)
+        ckpt.set_aside(run, r["skipped"], r["dir"])
     return _finish(trainer, reporter)
 
 
 def sample_run(run_dir, prompt: str, tokens: int, temperature: float = 0.8,
                seed: int = 0) -> str:
-    r = ckpt.load_checkpoint(run_dir)
+    r = ckpt.load_checkpoint(run_dir)  # no optimizer or RNG needed
     ctx = r["state"]["config"]["ctx"]
     return generate(r["module"], r["tokenizer"], prompt, tokens, ctx, temperature, seed)
 

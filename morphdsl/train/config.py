@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -46,6 +47,7 @@ class TrainConfig:
     # run
     device: str = "cpu"
     stop_at: int | None = None          # stop early (as if killed) without changing the schedule
+    force_memory: bool = False          # train even when the memory estimate exceeds the machine
     extra: dict = field(default_factory=dict)
 
     @property
@@ -142,22 +144,53 @@ def from_dict(d: dict, overrides: dict | None = None) -> TrainConfig:
     return cfg
 
 
+MAX_LR = 10.0          # an AdamW step of lr > 10 is a typo (lr = 1e300 overflowed float32)
+MAX_THREADS = 1024
+MAX_SEED = 2**63 - 1   # torch.manual_seed's range
+_FLOATS = ("flops", "lr", "min_lr", "weight_decay", "grad_clip", "rewarm_from", "temperature",
+           "val_fraction")
+
+
 def validate(cfg: TrainConfig) -> None:
+    """Range checks of every setting (errors name the setting; from_sections adds its line)."""
+    for key in _FLOATS:
+        v = getattr(cfg, key)
+        if v is not None and not math.isfinite(v):
+            raise _bad(key, f"train setting '{key}' must be a finite number, got {v}")
     for key in ("steps", "batch", "ctx", "eval_every", "eval_batches", "threads"):
         if getattr(cfg, key) < 1:
             raise _bad(key, f"train setting '{key}' must be at least 1, got {getattr(cfg, key)}")
+    for key in ("checkpoint_every", "vocab_size"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
+            raise _bad(key, f"setting '{key}' must be at least 1, got {getattr(cfg, key)}")
     if cfg.flops is not None and cfg.flops <= 0:
         raise _bad("flops", f"train setting 'flops' must be positive, got {cfg.flops}")
-    for key in ("rewarm", "lr_width"):
+    for key in ("rewarm", "lr_width", "sample_tokens", "inject_nan_times", "weight_decay",
+                "grad_clip", "temperature"):
         if (getattr(cfg, key) or 0) < 0:
             raise _bad(key, f"train setting '{key}' must be >= 0, got {getattr(cfg, key)}")
     if not 0.0 <= cfg.rewarm_from <= 1.0:
         raise _bad("rewarm_from",
                    f"train setting 'rewarm_from' must be in [0, 1], got {cfg.rewarm_from}")
-    if cfg.lr <= 0:
-        raise _bad("lr", f"train setting 'lr' must be positive, got {cfg.lr}")
+    if not 0 < cfg.lr <= MAX_LR:
+        raise _bad("lr", f"train setting 'lr' must be in (0, {MAX_LR:g}], got {cfg.lr:g}",
+                   hint="AdamW learning rates are usually 1e-4 to 1e-2")
+    if cfg.min_lr is not None and not 0 <= cfg.min_lr <= cfg.lr:
+        raise _bad("min_lr", f"train setting 'min_lr' must be in [0, lr = {cfg.lr:g}], "
+                             f"got {cfg.min_lr:g}")
+    if cfg.weight_decay * cfg.lr > 1:
+        raise _bad("weight_decay", f"train setting 'weight_decay' x lr must be at most 1 (AdamW "
+                                   f"multiplies weights by 1 - lr x weight_decay), got "
+                                   f"{cfg.weight_decay:g} x {cfg.lr:g}")
     if cfg.warmup < 0:
         raise _bad("warmup", f"train setting 'warmup' must be >= 0, got {cfg.warmup}")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise _bad("seed", f"train setting 'seed' must be in [0, 2^63 - 1], got {cfg.seed}")
+    if (cfg.vocab_size or 0) > 2**31 - 1:
+        raise _bad("vocab_size", f"data setting 'vocab_size' must be below 2^31, got {cfg.vocab_size}")
+    if cfg.threads > MAX_THREADS:
+        raise _bad("threads", f"train setting 'threads' must be at most {MAX_THREADS}, "
+                              f"got {cfg.threads}")
     if cfg.tokenizer.lower() not in TOKENIZERS:
         raise _bad("tokenizer", f"unknown tokenizer '{cfg.tokenizer}' in the data section",
                    hint="use one of: bytes, chars, bpe")

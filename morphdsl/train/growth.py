@@ -244,3 +244,44 @@ def apply_growth(module, optimizer, op: str, args: dict):
 
     grown = grow_model(module, op, optimizer=optimizer, verify=True, **args)
     return grown.module, state_by_name(grown.module, grown.optimizer)
+
+
+def preview_growth(graph, op: str, args: dict):
+    """The graph `op(**args)` would grow `graph` into (pure: nothing is compiled or allocated),
+    or None when that cannot be known without weights (prune_units) or the rewrite fails (its
+    error is reported when it is applied)."""
+    import torch
+
+    from ..rewrites import REWRITES, grow
+
+    rd = REWRITES.get(op)
+    if rd is None or rd.needs_weights:
+        return None
+    try:
+        with torch.random.fork_rng(devices=[]):
+            return grow(graph, op, **args).graph
+    except (MorphError, TypeError, ValueError):
+        return None
+
+
+def check_growth_fits(graph, action: GrowthAction, args: dict, cfg, step: int,
+                      saved_step: int | None) -> None:
+    """Stop a run (TrainingStopped, at the rule) whose growth by `action` would make a model
+    too large to train in the memory available, estimated on the grown graph before anything
+    is allocated; `saved_step` is the step of the run's last checkpoint (None: none yet)."""
+    from ..ir.memory import ensure_fits, train_memory
+    from .loop import TrainingStopped
+
+    g = preview_growth(graph, action.op, args)
+    if g is None:
+        return
+    est = train_memory(g, cfg.batch, cfg.ctx)
+    try:
+        ensure_fits(est.total, f"growing by {action.describe()} at step {step} (to "
+                               f"{est.params:,} params)",
+                    device=cfg.device, detail=f" to train ({est.parts()})")
+    except MorphError as e:
+        kept = (f"the last checkpoint (step {saved_step}) is intact" if saved_step is not None
+                else "no checkpoint was written")
+        raise TrainingStopped(e.message + f"; training stopped ({kept})", span=action.span,
+                              hint=e.hint) from None

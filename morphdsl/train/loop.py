@@ -16,7 +16,7 @@ from ..errors import MorphError
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import prepare_data
-from .growth import ControlState, RuleController, apply_growth
+from .growth import ControlState, RuleController, apply_growth, check_growth_fits
 from .optim import load_state_by_name, make_optimizer, set_lr, state_by_name
 from .progress import Reporter
 from .schedule import Schedule
@@ -45,7 +45,6 @@ class Trainer(Schedule):
     def __init__(self, module, cfg: TrainConfig, run_dir, *, tokenizer=None, stream=None,
                  controllers=None, reporter: Reporter | None = None, resume: dict | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
         if resume is None:
             torch.manual_seed(cfg.seed)
@@ -62,11 +61,13 @@ class Trainer(Schedule):
         self.flops = 0  # training FLOPs so far, counted from the graph (follows growth)
         self.clock = 0.0  # seconds in training steps and growth (not evaluation or checkpoints)
         self.failures, self.injected, self.val_history = 0, 0, []
+        self.saved_step: int | None = None  # step of the last checkpoint written or resumed
         if cfg.lr_width is None:  # the spec's lr is for the width it starts at (saved on resume)
             cfg.lr_width = self.width()
         self.opt = make_optimizer(self.model, cfg)
         self.fixed = next(stream.iter_eval_batches("val", cfg.batch, cfg.ctx, max_batches=1))
         self.pending: list[dict] = []  # metric rows not yet flushed to metrics.jsonl
+        self.run_dir.mkdir(parents=True, exist_ok=True)  # once the data is known to be good
         if resume is not None:
             self._restore(resume)
         else:
@@ -95,12 +96,19 @@ class Trainer(Schedule):
         self.model = r["module"]
         self.opt = make_optimizer(self.model, self.cfg)
         load_state_by_name(self.model, self.opt, r["optimizer"]["state"])
-        self._set_trainer_state(r["state"])
+        try:
+            self._set_trainer_state(r["state"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ckpt.CheckpointError(Path(r["dir"]) / "state.json",
+                                       f"its trainer state is malformed ({type(e).__name__}: "
+                                       f"{e})") from None
         ckpt.set_rng_state(r["rng"], self.gen)
+        self.saved_step = self.step
         for f in ("metrics.jsonl", "events.jsonl"):  # drop rows written after the checkpoint
             p = self.run_dir / f
-            rows = [ln for ln in p.read_text().splitlines() if ln.strip()] if p.exists() else []
-            keep = [ln for ln in rows if json.loads(ln).get("step", 0) <= self.step]
+            rows = [ln for ln in p.read_text(errors="replace").splitlines() if ln.strip()] \
+                if p.exists() else []
+            keep = [ln for ln in rows if _row_step(ln) <= self.step]
             p.write_text("".join(ln + "\n" for ln in keep))
 
     def _snap(self) -> dict:
@@ -110,26 +118,33 @@ class Trainer(Schedule):
                 "rng": copy.deepcopy(ckpt.rng_state(self.gen))}
 
     def _rollback(self, loss: float) -> None:
+        """Back to the last good state with half the LR scale (halved again by each failure
+        until an evaluation passes); the data sampler is not rewound, so the batch that
+        failed is skipped (the steps after the snapshot are retried on fresh batches)."""
         self.failures += 1
         s = self.snapshot
         bad_step = self.step + 1
         self.model = clone_module(s["model"])
         self.opt = make_optimizer(self.model, self.cfg)
         load_state_by_name(self.model, self.opt, s["opt"])
-        injected = self.injected
+        injected, scale = self.injected, self.lr_scale
         self._set_trainer_state(copy.deepcopy(s["trainer"]))
-        self.injected = injected
-        ckpt.set_rng_state(s["rng"], self.gen)
-        self.lr_scale *= 0.5
+        self.injected, self.lr_scale = injected, scale * 0.5
+        torch.set_rng_state(s["rng"]["torch"])  # not the data generator: see above
+        random.setstate(s["rng"]["python"])
         self.pending.clear()
         self._event({"type": "rollback", "step": bad_step, "loss": str(loss),
                      "resumed_from": self.step, "lr_scale": self.lr_scale,
                      "failures": self.failures})
         if self.failures >= MAX_FAILURES:
+            where = self.run_dir / "checkpoints"
+            kept = (f"the last checkpoint (step {self.saved_step}) in {where} is intact: "
+                    f"`morphc train --resume {self.run_dir}` continues from it"
+                    if self.saved_step is not None else
+                    f"no checkpoint was written (the first was due at step {self.cfg.ckpt_every})")
             raise TrainingStopped(
                 f"loss was not finite {MAX_FAILURES} times in a row (last at step {bad_step}); "
-                f"training stopped", hint=f"lower lr (now x{self.lr_scale:g}) or grad_clip; the "
-                f"last checkpoint in {self.run_dir / 'checkpoints'} is intact")
+                f"training stopped", hint=f"lower lr (now x{self.lr_scale:g}) or grad_clip; {kept}")
 
     # ------------------------------------------------------------------ pieces
     def _event(self, row: dict) -> None:
@@ -166,12 +181,15 @@ class Trainer(Schedule):
 
     def grow(self, action) -> None:
         """Apply one growth action: rewrite, move weights + AdamW state, check identity, log."""
-        t0 = time.time()
-        before_logits, p0 = self.fixed_logits(), n_params(self.model)
-        loss0 = F.cross_entropy(before_logits.flatten(0, 1), self.fixed[1].flatten()).item()
         args = dict(action.kwargs)
         if action.target is not None:  # graph-wide rewrites (widen_embed) take no target
             args["target"] = action.target
+        if not self.cfg.force_memory:  # before anything is allocated (not on the clock)
+            check_growth_fits(self.model.morph_graph, action, args, self.cfg, self.step,
+                              self.saved_step)
+        t0 = time.time()
+        before_logits, p0 = self.fixed_logits(), n_params(self.model)
+        loss0 = F.cross_entropy(before_logits.flatten(0, 1), self.fixed[1].flatten()).item()
         with torch.random.fork_rng(devices=[]):  # new units' init: seeded by (seed, step)
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.step)
             try:
@@ -207,6 +225,7 @@ class Trainer(Schedule):
                              lr=self.lr_now(),
                              rng=ckpt.rng_state(self.gen), state=self._trainer_state(),
                              tokenizer=self.tokenizer)
+        self.saved_step = self.step
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict:
@@ -268,6 +287,16 @@ class Trainer(Schedule):
                 "time_s": time.time() - t_start,
                 "growth_events": sum(1 for e in read_jsonl(self.run_dir / "events.jsonl")
                                      if e.get("type") == "growth")}
+
+
+def _row_step(line: str) -> float:
+    """The step of a metrics/events row (inf for a line that is not a JSON object: dropped)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return math.inf
+    step = row.get("step", 0) if isinstance(row, dict) else None
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else math.inf
 
 
 def read_jsonl(path) -> list[dict]:
