@@ -381,7 +381,9 @@ def fuzz_cli(n: int, seed: int = 0, timeout: float = 60.0, batch: int = 25) -> d
     with a defect is rerun file by file to name the case."""
     counts = {"ok": 0, "error": 0, "internal": 0, "hang": 0}
     bad = []
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # this checkout's morphdsl, whatever is installed (the subprocesses run in a temp dir)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
 
     def check(files, wd, limit):
         try:
