@@ -41,8 +41,9 @@ def _saved_per_token(op: str, r: dict, out: int, ctx: int) -> int:
     if op == "attention":
         inner = r["heads"] * r["head_dim"]
         return 3 * inner + inner + out + 2 * r["heads"] * ctx  # qkv, heads' output, proj; P
-    if op == "mlp":
-        return 2 * r["hidden"] + out + (r["hidden"] if r.get("dropout") else 0)
+    if op == "mlp":  # fc output and activation (a gated one: gate, up, their product)
+        fc = 3 if r.get("act") in ("swiglu", "geglu") else 2
+        return fc * r["hidden"] + out + (r["hidden"] if r.get("dropout") else 0)
     if op in ("hull", "petal"):
         lanes, petals, width = r.get("lanes") or 1, r["petals"], r["width"]
         per_petal = 2 * r["layers"] * width + r["out"] // lanes  # pre/post activation, y

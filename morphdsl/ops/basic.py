@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ir.graph import TensorType
+from .axes import Axis, Slice
 from .modules import Norm, PosEmbed, make_linear
 from .registry import Args, Facts, Op, register
 from .types import Lanes, PosInt
@@ -169,6 +170,14 @@ class Linear(Op):
 
     def build(self, r):
         return make_linear(r["in"], r["out"], r.get("bias", True), r.get("lanes"), r.get("nonneg", False))
+
+    def axes(self, r):
+        w, L = ("weight_raw" if r.get("nonneg") else "weight"), r.get("lanes")
+        out = (Slice(w, 0, "in"),) + ((Slice("bias", 0, "bias"),) if r.get("bias", True) else ())
+        axes = {"out": Axis("out", r["out"], out, L)}
+        if not r.get("nonneg"):  # softplus(raw) is never 0: a nonneg linear cannot read new units at 0
+            axes["in"] = Axis("in", r["in"], (Slice(w, 1, "out"),), L, resizable=False)
+        return axes
 
     def facts(self, r):
         if r.get("nonneg"):

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import operator
 from functools import partial, reduce
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from ..ir.graph import TensorType
-from .modules import softplus
+from .modules import gelu_tanh, softplus
 from .registry import Args, Facts, Op, register
 
 
@@ -52,7 +53,21 @@ _ew("square", torch.square, Facts("convex", ("none",), "nonneg", mono_nonneg=("i
 _ew("abs", torch.abs, Facts("convex", ("none",), "nonneg", mono_nonneg=("incr",),
                             mono_nonpos=("decr",)), "|x|")
 _ew("log", torch.log, Facts("concave", ("incr",)), "log x")
-_ew("gelu", F.gelu, Facts("unknown", why="gelu is neither convex nor concave"))
+
+
+@register
+class Gelu(_Elementwise):
+    name = "gelu"
+    doc = "x * Phi(x); `approximate = tanh`: GPT-2's tanh form"
+    fact = Facts("unknown", why="gelu is neither convex nor concave")
+
+    class Args(Args):
+        approximate: Literal["none", "tanh"] = "none"
+
+    def function(self, r):
+        return gelu_tanh if r.get("approximate") == "tanh" else F.gelu
+
+
 _ew("silu", F.silu, Facts("unknown", why="silu is neither convex nor concave"))
 _ew("sigmoid", torch.sigmoid, Facts("unknown", why="sigmoid is neither convex nor concave"))
 _ew("tanh", torch.tanh, Facts("unknown", why="tanh is neither convex nor concave"))

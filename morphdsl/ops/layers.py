@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+from .axes import Axis, Slice
 from .basic import check_lanes, need_features
-from .modules import MLP, Attention
+from .modules import GATED, MLP, Attention
 from .registry import Args, Facts, Op, register
 from .types import Lanes, PosInt
 
@@ -66,6 +67,16 @@ class AttentionOp(Op):
     def facts(self, r):
         return Facts("unknown", why="softmax attention is not convex")
 
+    def axes(self, r):
+        b, hd = r.get("bias", True), r["head_dim"]
+        sl = [Slice("qkv.weight", 0, "in", 3, hd), Slice("proj.weight", 1, "out", 1, hd)]
+        if b:
+            sl.append(Slice("qkv.bias", 0, "bias", 3, hd))
+        return {"heads": Axis("heads", r["heads"], tuple(sl), r.get("lanes"))}
+
+    def resize(self, axis, args, r, n):
+        return {**args, "heads": n, "head_dim": r["head_dim"]}  # head_dim stays, width may not
+
     def zero_output(self, m):
         m.proj.weight.data.zero_()
         if m.proj.bias is not None:
@@ -83,7 +94,7 @@ class MLPOp(Op):
     class Args(Args):
         hidden: Optional[PosInt] = None
         mult: Optional[PosInt] = None
-        act: Literal["gelu", "relu", "silu", "softplus", "tanh"] = "gelu"
+        act: Literal["gelu", "gelu_tanh", "relu", "silu", "softplus", "tanh", "swiglu", "geglu"] = "gelu"
         bias: bool = True
         dropout: float = 0.0
         lanes: Lanes = None
@@ -102,15 +113,26 @@ class MLPOp(Op):
 
     def param_shapes(self, r):
         C, H, L, b = r["dim"], r["hidden"], r.get("lanes"), r.get("bias", True)
+        g = 2 if r.get("act") in GATED else 1  # a gated MLP's fc holds [gate; up] rows
         if L:
-            out = {"fc.weight": (L, H // L, C // L), "proj.weight": (L, C // L, H // L)}
+            out = {"fc.weight": (L, g * H // L, C // L), "proj.weight": (L, C // L, H // L)}
             if b:
-                out.update({"fc.bias": (L, H // L), "proj.bias": (L, C // L)})
+                out.update({"fc.bias": (L, g * H // L), "proj.bias": (L, C // L)})
         else:
-            out = {"fc.weight": (H, C), "proj.weight": (C, H)}
+            out = {"fc.weight": (g * H, C), "proj.weight": (C, H)}
             if b:
-                out.update({"fc.bias": (H,), "proj.bias": (C,)})
+                out.update({"fc.bias": (g * H,), "proj.bias": (C,)})
         return out
+
+    def axes(self, r):
+        g = 2 if r.get("act") in GATED else 1
+        sl = [Slice("fc.weight", 0, "in", g), Slice("proj.weight", 1, "out")]
+        if r.get("bias", True):
+            sl.append(Slice("fc.bias", 0, "bias", g))
+        return {"hidden": Axis("hidden", r["hidden"], tuple(sl), r.get("lanes"))}
+
+    def resize(self, axis, args, r, n):
+        return {**{k: v for k, v in args.items() if k != "mult"}, "hidden": n}
 
     def build(self, r):
         return MLP(r["dim"], r["hidden"], r.get("act", "gelu"), r.get("bias", True),
@@ -125,3 +147,4 @@ class MLPOp(Op):
         if m.proj.bias is not None:
             m.proj.bias.data.zero_()
         return True
+

@@ -134,23 +134,40 @@ class Attention(nn.Module):
         return self.proj(y)
 
 
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return F.gelu(x, approximate="tanh")
+
+
 _ACTS = {
-    "relu": F.relu, "gelu": F.gelu, "silu": F.silu, "softplus": softplus,
+    "relu": F.relu, "gelu": F.gelu, "gelu_tanh": gelu_tanh, "silu": F.silu, "softplus": softplus,
     "tanh": torch.tanh, "sigmoid": torch.sigmoid,
 }
+GATED = {"swiglu": F.silu, "geglu": F.gelu}  # act(gate) * up: fc holds [gate; up] rows
 
 
 class MLP(nn.Module):
+    """fc -> act -> proj. A gated act (swiglu, geglu) makes fc produce [gate; up] (per lane when
+    partitioned) and computes act(gate) * up, as in Llama's SwiGLU MLP."""
+
     def __init__(self, dim, hidden, act="gelu", bias=True, lanes=None, dropout=0.0):
         super().__init__()
-        self.fc = make_linear(dim, hidden, bias, lanes)
+        self.gated = act in GATED
+        self.fc = make_linear(dim, 2 * hidden if self.gated else hidden, bias, lanes)
         self.proj = make_linear(hidden, dim, bias, lanes)
-        self.act_name = act
-        self.act = _ACTS[act]
+        self.act_name, self.hidden, self.lanes = act, hidden, lanes or 1
+        self.act = GATED[act] if self.gated else _ACTS[act]
         self.dropout = dropout
 
     def forward(self, x):  # (B, T, C) -> (B, T, hidden) -> (B, T, C)
-        y = self.proj(self.act(self.fc(x)))
+        h = self.fc(x)
+        if self.gated:  # (B, T, L, 2, H/L): each lane holds its own [gate; up]
+            B, T, _ = h.shape
+            h = h.view(B, T, self.lanes, 2, self.hidden // self.lanes)
+            h = (self.act(h[:, :, :, 0]) * h[:, :, :, 1]).reshape(B, T, self.hidden)
+        else:
+            h = self.act(h)
+        y = self.proj(h)
         return F.dropout(y, self.dropout, self.training) if self.dropout else y
 
 

@@ -94,6 +94,15 @@ class Op:
         and weighted sum); 0 for ops that look at one position at a time."""
         return 0
 
+    # --- growth (see ops/axes.py)
+    def axes(self, r: dict) -> dict:
+        """The growable axes of this op instance: {name: Axis}. Default: none."""
+        return {}
+
+    def resize(self, axis: str, args: dict, r: dict, n: int) -> dict:
+        """The op's user arguments with axis `axis` at `n` units (default: the arg of that name)."""
+        return {**args, axis: n}
+
     def zero_output(self, module) -> bool:
         """Make the module's output exactly zero for every input (for identity insertion).
         Returns False when this op cannot do it."""
