@@ -10,7 +10,7 @@ MAX_SOURCE_BYTES = 256 * 2**10  # one .morph file (and each it `use`s): parses i
 MAX_NESTING = 64               # nested `{ }` bodies, also through block instances and pyramids
 MAX_EXPR_DEPTH = 64            # nested operators, brackets and calls in one expression
 MAX_INT = 2**63 - 1            # integers are 64-bit: a literal or result beyond +-MAX_INT is an error
-MAX_NODES = 50_000             # ops and regions in the elaborated model (repeats, pyramids expanded)
+MAX_NODES = 20_000             # ops and regions in the elaborated model (repeats, pyramids expanded)
 MAX_PYRAMID_LEVELS = 16        # `pyramid(levels = k)`: 2^k leaves
 MAX_TENSOR = 2**33             # numbers in one parameter or buffer tensor (32 GiB of float32)
 MAX_PARAMS = 10**12            # numbers in all parameters of a model
