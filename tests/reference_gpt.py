@@ -21,6 +21,7 @@ class GPTConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 256
+    gelu: str = "none"  # "tanh": GPT-2's approximate GELU
 
 
 class CausalSelfAttention(nn.Module):
@@ -47,9 +48,10 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.gelu = cfg.gelu
 
     def forward(self, x):  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
-        return self.c_proj(F.gelu(self.c_fc(x)))
+        return self.c_proj(F.gelu(self.c_fc(x), approximate=self.gelu))
 
 
 class Block(nn.Module):

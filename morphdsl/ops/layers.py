@@ -21,6 +21,10 @@ class AttentionOp(Op):
     class Args(Args):
         heads: PosInt
         head_dim: Optional[PosInt] = None
+        kv_heads: Optional[PosInt] = None   # grouped-query attention (Llama); none: one per head
+        rope: bool = False                  # rotary position embeddings on queries and keys
+        rope_theta: float = 10000.0
+        rope_fraction: float = 1.0          # rotate this fraction of each head's channels
         causal: bool = True
         bias: bool = True
         dropout: float = 0.0
@@ -39,7 +43,24 @@ class AttentionOp(Op):
             check_lanes(self.name, C, ln)
             if a["heads"] % ln:
                 raise ValueError(f"{a['heads']} heads do not split into {ln} lanes")
-        return {**a, "dim": C, "head_dim": hd, "lanes": ln}, inputs[0]
+        kv = a.get("kv_heads")
+        if kv is not None:
+            if a["heads"] % kv:
+                raise ValueError(f"{a['heads']} heads do not split into {kv} key/value groups",
+                                 "kv_heads must divide heads (e.g. heads = 8, kv_heads = 2)")
+            if ln:
+                raise ValueError("grouped-query attention (`kv_heads`) cannot run per lane yet",
+                                 "drop `kv_heads`, or move the attention outside the partition")
+        rot = 0
+        if a.get("rope"):
+            f = a.get("rope_fraction", 1.0)
+            rot = int(hd * f) // 2 * 2
+            if not 0 < f <= 1 or rot < 2:
+                raise ValueError(f"rope_fraction = {f:g} of head_dim {hd} leaves no channel pair "
+                                 "to rotate", "use a fraction in (0, 1] with at least 2 channels")
+            if not a.get("rope_theta", 10000.0) > 1:
+                raise ValueError("rope_theta must be greater than 1", "Llama uses 10000 or 500000")
+        return {**a, "dim": C, "head_dim": hd, "lanes": ln, "rot": rot}, inputs[0]
 
     def flops_ctx(self, r, ctx):
         # q.k scores and the weighted sum of v: 2 x (ctx x heads*head_dim) multiply-adds per token
@@ -47,6 +68,12 @@ class AttentionOp(Op):
 
     def param_shapes(self, r):
         C, inner, L, b = r["dim"], r["heads"] * r["head_dim"], r.get("lanes"), r.get("bias", True)
+        if r.get("kv_heads") is not None:
+            kv = 2 * r["kv_heads"] * r["head_dim"]
+            out = {"q.weight": (inner, C), "kv.weight": (kv, C), "proj.weight": (C, inner)}
+            if b:
+                out.update({"q.bias": (inner,), "kv.bias": (kv,), "proj.bias": (C,)})
+            return out
         if L:
             out = {"qkv.weight": (L, 3 * inner // L, C // L), "proj.weight": (L, C // L, inner // L)}
             if b:
@@ -59,7 +86,8 @@ class AttentionOp(Op):
 
     def build(self, r):
         return Attention(r["dim"], r["heads"], r["head_dim"], r.get("causal", True),
-                         r.get("bias", True), r.get("dropout", 0.0), r.get("lanes"))
+                         r.get("bias", True), r.get("dropout", 0.0), r.get("lanes"),
+                         r.get("kv_heads"), r.get("rot", 0), r.get("rope_theta", 10000.0))
 
     def positions_of(self, r):
         return "causal" if r.get("causal", True) else "noncausal"
@@ -68,14 +96,29 @@ class AttentionOp(Op):
         return Facts("unknown", why="softmax attention is not convex")
 
     def axes(self, r):
-        b, hd = r.get("bias", True), r["head_dim"]
-        sl = [Slice("qkv.weight", 0, "in", 3, hd), Slice("proj.weight", 1, "out", 1, hd)]
-        if b:
-            sl.append(Slice("qkv.bias", 0, "bias", 3, hd))
-        return {"heads": Axis("heads", r["heads"], tuple(sl), r.get("lanes"))}
+        b, hd, kv = r.get("bias", True), r["head_dim"], r.get("kv_heads")
+        if kv is None:
+            sl = [Slice("qkv.weight", 0, "in", 3, hd), Slice("proj.weight", 1, "out", 1, hd)]
+            sl += [Slice("qkv.bias", 0, "bias", 3, hd)] if b else []
+            return {"heads": Axis("heads", r["heads"], tuple(sl), r.get("lanes"))}
+        # grouped: query heads sit [kv][group][hd]; a head grows each group (heads += n * kv),
+        # a kv head brings a whole group of query heads with it
+        g = r["heads"] // kv
+        heads = [Slice("q.weight", 0, "in", kv, hd), Slice("proj.weight", 1, "out", kv, hd)]
+        heads += [Slice("q.bias", 0, "bias", kv, hd)] if b else []
+        groups = [Slice("q.weight", 0, "in", 1, g * hd), Slice("kv.weight", 0, "in", 2, hd),
+                  Slice("proj.weight", 1, "out", 1, g * hd)]
+        groups += [Slice("q.bias", 0, "bias", 1, g * hd), Slice("kv.bias", 0, "bias", 2, hd)] if b else []
+        return {"heads": Axis("heads", g, tuple(heads)),  # size: query heads per group
+                "kv_heads": Axis("kv_heads", kv, tuple(groups))}
 
     def resize(self, axis, args, r, n):
-        return {**args, "heads": n, "head_dim": r["head_dim"]}  # head_dim stays, width may not
+        out = {**args, "head_dim": r["head_dim"]}  # head_dim stays, the width may not
+        if axis == "kv_heads":
+            return {**out, "kv_heads": n, "heads": n * (r["heads"] // r["kv_heads"])}
+        if r.get("kv_heads") is not None:  # n query heads per group
+            return {**out, "heads": n * r["kv_heads"]}
+        return {**out, "heads": n}
 
     def zero_output(self, m):
         m.proj.weight.data.zero_()

@@ -104,30 +104,69 @@ class Norm(nn.Module):
         return y + self.bias if self.bias is not None else y
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention; with lanes, head h reads and writes only its lane."""
+def rope_tables(T: int, rot: int, theta: float, device=None, dtype=torch.float32):
+    """cos, sin of shape (T, rot) for rotary embeddings (the rotate-half layout of GPT-NeoX and
+    Hugging Face Llama: channel i pairs with i + rot/2)."""
+    inv = 1.0 / theta ** (torch.arange(0, rot, 2, device=device, dtype=torch.float64) / rot)
+    ang = torch.arange(T, device=device, dtype=torch.float64)[:, None] * inv[None]
+    ang = torch.cat([ang, ang], dim=-1)
+    return ang.cos().to(dtype), ang.sin().to(dtype)
 
-    def __init__(self, dim, heads, head_dim, causal=True, bias=True, dropout=0.0, lanes=None):
+
+def apply_rope(x: torch.Tensor, rot: int, theta: float) -> torch.Tensor:
+    """Rotate the first `rot` channels of each head of x (B, nh, T, hs) by position."""
+    T = x.shape[-2]
+    cos, sin = rope_tables(T, rot, theta, x.device, x.dtype)
+    r, rest = x[..., :rot], x[..., rot:]
+    h = rot // 2
+    rotated = torch.cat([-r[..., h:], r[..., :h]], dim=-1)
+    return torch.cat([r * cos + rotated * sin, rest], dim=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; with lanes, head h reads and writes only its lane.
+
+    Without `kv_heads` the projections are fused: qkv rows [q | k | v], each heads x head_dim.
+    With `kv_heads` (grouped-query attention, as in Llama) they are `q` (heads x head_dim rows,
+    grouped [kv_heads][heads / kv_heads][head_dim]) and `kv` ([k | v], kv_heads x head_dim each);
+    query head i reads key/value head i // (heads / kv_heads). `rope` rotates the first
+    `rot` channels of every query and key head by position (rotary embeddings, base `theta`).
+    """
+
+    def __init__(self, dim, heads, head_dim, causal=True, bias=True, dropout=0.0, lanes=None,
+                 kv_heads=None, rot=0, theta=10000.0):
         super().__init__()
         self.heads, self.head_dim, self.causal, self.dropout = heads, head_dim, causal, dropout
-        self.lanes = lanes
+        self.lanes, self.kv_heads, self.rot, self.theta = lanes, kv_heads, rot, theta
         inner = heads * head_dim
         self.inner = inner
-        self.qkv = make_linear(dim, 3 * inner, bias, lanes)
+        if kv_heads is None:
+            self.qkv = make_linear(dim, 3 * inner, bias, lanes)
+        else:
+            self.q = make_linear(dim, inner, bias, None)
+            self.kv = make_linear(dim, 2 * kv_heads * head_dim, bias, None)
         self.proj = make_linear(inner, dim, bias, lanes)
 
     def forward(self, x):
         B, T, _ = x.shape
         nh, hs = self.heads, self.head_dim
-        qkv = self.qkv(x)
-        if self.lanes:  # (B, T, L, 3, nh/L, hs): each lane holds its own heads' q, k, v
-            qkv = qkv.view(B, T, self.lanes, 3, nh // self.lanes, hs)
+        if self.kv_heads is not None:
+            q = self.q(x).view(B, T, nh, hs).transpose(1, 2)
+            k, v = (t.reshape(B, T, self.kv_heads, hs).transpose(1, 2)
+                    for t in self.kv(x).split(self.kv_heads * hs, dim=2))
+        elif self.lanes:  # (B, T, L, 3, nh/L, hs): each lane holds its own heads' q, k, v
+            qkv = self.qkv(x).view(B, T, self.lanes, 3, nh // self.lanes, hs)
             q, k, v = (qkv[:, :, :, i].reshape(B, T, nh, hs).transpose(1, 2) for i in range(3))
         else:
-            q, k, v = qkv.split(self.inner, dim=2)
+            q, k, v = self.qkv(x).split(self.inner, dim=2)
             q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
             k = k.view(B, T, nh, hs).transpose(1, 2)
             v = v.view(B, T, nh, hs).transpose(1, 2)
+        if self.rot:
+            q, k = apply_rope(q, self.rot, self.theta), apply_rope(k, self.rot, self.theta)
+        if self.kv_heads is not None and self.kv_heads != nh:
+            g = nh // self.kv_heads
+            k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, self.inner)  # (B, T, nh*hs)

@@ -134,18 +134,35 @@ def find_sites(g, target, axis: str, what: str, chains: bool = False) -> list[Si
 
 
 def _entries(g, plan: TransferPlan, site: Site, maps_of) -> None:
-    """Fill the plan: for every declared slice, the index map along its dim (lane dim kept)."""
+    """Fill the plan: for every declared slice, the index map along its dim (lane dim kept).
+    A parameter on two sites (the middle linear of linear -> act -> linear -> act -> linear)
+    merges both maps. New entries start random where a slice reads the input ("in") and zero
+    otherwise; an "out" slice's new units are zeroed after the copy in any case, so nothing
+    reads a new unit, whatever else grew in that tensor."""
     for key, ax in site.parts:
         shapes = g.dag.nodes[key]["param_shapes"]
-        by_param: dict = {}
+        lead = 1 if ax.lanes else 0
         for sl in ax.slices:
-            lead = 1 if ax.lanes else 0
-            maps, init = by_param.setdefault(sl.param, ([None] * len(shapes[sl.param]), set()))
-            maps[lead + sl.dim] = maps_of(sl, ax)
-            init.add(sl.init)
-        for p, (maps, init) in by_param.items():
-            name = f"{key}.{p}"
-            plan.entries[name] = Entry(name, tuple(maps), "zero" if "zero" in init else "random")
+            name = f"{key}.{sl.param}"
+            e = plan.entries.get(name)
+            maps = list(e.maps) if e is not None else [None] * len(shapes[sl.param])
+            m = maps_of(sl, ax)
+            maps[lead + sl.dim] = m
+            reads = sl.role == "in" or (e is not None and e.init == "random")
+            plan.entries[name] = Entry(name, tuple(maps), "random" if reads else "zero")
+            if sl.role == "out":
+                plan.post.append(_zero_new(name, lead + sl.dim, m[1]))
+
+
+def _zero_new(name: str, dim: int, kept_new: list):
+    """A post-copy step: zero the entries along `dim` of tensor `name` that no old unit fills."""
+    def post(module):
+        t = dict(module.named_parameters())[name]
+        new = sorted(set(range(t.shape[dim])) - set(kept_new))
+        if new:
+            with torch.no_grad():
+                t.index_fill_(dim, torch.tensor(new, device=t.device), 0.0)
+    return post
 
 
 def _resize(g, site: Site, n: int) -> None:

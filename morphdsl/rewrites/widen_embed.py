@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import GrowthError
+from ..ops import get_op
+from .axes import chain_sites
 from .registry import finish, opinst, rewrite
 from .transfer import Entry, TransferPlan
 
@@ -68,11 +70,29 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.1, seed: int = 0):
 
     nodes = g.nodes()
     succ = {i: k2 for k2, d in nodes for i in d["inputs"]}
+    chains = chain_sites(g)  # linear -> channel-wise -> linear: hidden units stay, as in an mlp
+    first = {k for c in chains for k, _ in c.parts if (k, "out") in c.resize}
+    last = {k for c in chains for k, _ in c.parts if (k, "out") not in c.resize}
+    reads, writes = first - last, last - first  # a linear in both maps hidden to hidden: unchanged
     for n, (path, d) in enumerate(nodes):
         op, r = d["op"], d["resolved"]
         if d.get("lanes") or r.get("lanes"):
             raise GrowthError(f"`{path}` runs in lanes; widen a partitioned model with add_lane")
         if op in _PASS or d["kind"] != "op":
+            continue
+        if not d["param_shapes"] and not d["buffer_shapes"] and get_op(op).channels == "elementwise":
+            continue  # channel-wise and parameter-free: commutes with duplicating channels
+        if path in first & last:
+            continue
+        if path in reads:  # a chain's first linear: reads the widened stream, like mlp's fc
+            E(f"{path}.weight", _in_cols(k, noise, seed + n), lambda w: _rep(w, k, 1))
+            continue
+        if path in writes:  # a chain's last linear: writes the stream, like mlp's proj
+            E(f"{path}.weight", lambda w: _rep(w, k, 0))
+            if r.get("bias", True):
+                E(f"{path}.bias", lambda b: _rep(b, k, 0))
+            inst = opinst(g, path)
+            inst.args = {**inst.args, "out": k * r["out"]}
             continue
         if op in ("embed", "pos_embed"):
             E(f"{path}.weight", lambda w: _rep(w, k, 1))
@@ -86,6 +106,9 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.1, seed: int = 0):
             for pn in d["param_shapes"]:
                 E(f"{path}.{pn}", lambda w, sc=sc: _rep(w, k, 0, sc), lambda w: _rep(w, k, 0))
         elif op == "attention":
+            if r.get("kv_heads") is not None:
+                raise GrowthError(f"widen_embed does not widen grouped-query attention yet (at `{path}`)",
+                                  hint="widen a model whose attention has no `kv_heads`")
             H, hd = r["heads"], r["head_dim"]
             rows, cols = _heads(H, hd, k, 3), _heads(H, hd, k, 1)
             cin = _in_cols(k, noise, seed + n)
@@ -114,7 +137,8 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.1, seed: int = 0):
                 E(f"{path}.weight", lambda w: _rep(w, k, 1, 1.0 / k), lambda w: _rep(w, k, 1))
         else:
             raise GrowthError(f"widen_embed does not know how to widen `{op}` (at `{path}`)",
-                              hint="it handles embed, pos_embed, norms, attention, mlp, unembed")
+                              hint="it handles embed, pos_embed, norms, attention, mlp, linear chains "
+                                   "(linear -> channel-wise ops -> linear), channel-wise ops, unembed")
     C = graph.dag.nodes[nodes[1][0]]["type"].channels
     return finish(graph, g, plan, "widen_embed", {"factor": k, "noise": noise}, True,
                   [f"width {C} -> {k * C} (duplicated channels)"])
