@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from ..ir.graph import TensorType
 from .axes import Axis, Slice
 from .modules import Norm, PosEmbed, make_linear
+from .widen import Widened, copies, reads_stream, rep
 from .registry import Args, Facts, Op, register
 from .types import Lanes, PosInt
 
@@ -55,6 +56,9 @@ class Embed(Op):
     def facts(self, r):
         return Facts("unknown", why="embed looks up token ids; it is not a function of real inputs")
 
+    def widen(self, r, ctx):
+        return Widened(args={"dim": ctx.k * r["dim"]}).add("weight", copies(ctx, 1))
+
 
 @register
 class PosEmbedOp(Op):
@@ -84,9 +88,13 @@ class PosEmbedOp(Op):
     def channel_map(self, r):
         return "elementwise"
 
+    def widen(self, r, ctx):
+        return Widened().add("weight", copies(ctx, 1))
+
 
 class _NormOp(Op):
     lanes_ok = True
+    absorbs_scale = True  # widen_embed: takes the 1/k of a tied unembed after it
 
     class Args(Args):
         eps: float = 1e-5
@@ -116,6 +124,15 @@ class _NormOp(Op):
 
     def channel_map(self, r):
         return "lane" if r.get("lanes") else "full"
+
+    def widen(self, r, ctx):
+        """Mean and variance of [x, x] are those of x: gains and biases repeat. Before a tied
+        unembed the norm takes the 1/k the unembed cannot (its weight is the embedding's)."""
+        sc = 1.0 / ctx.k if ctx.tied_next else 1.0
+        w = Widened()
+        for p in self.param_shapes(r):
+            w.add(p, lambda t, sc=sc: rep(t, ctx.k, 0, sc), copies(ctx, 0))
+        return w
 
 
 @register
@@ -170,6 +187,18 @@ class Linear(Op):
 
     def build(self, r):
         return make_linear(r["in"], r["out"], r.get("bias", True), r.get("lanes"), r.get("nonneg", False))
+
+    def widen(self, r, ctx):
+        """A linear widens as part of a chain: its first linear reads the stream, its last
+        writes it; one in the middle maps hidden to hidden and stays."""
+        if r.get("nonneg") or r.get("lanes") or ctx.role == "stream":
+            return None
+        if ctx.role == "inner":
+            return Widened()
+        if ctx.role == "reads":
+            return Widened().add("weight", reads_stream(ctx), copies(ctx, 1))
+        w = Widened(args={"out": ctx.k * r["out"]}).add("weight", copies(ctx, 0))
+        return w.add("bias", copies(ctx, 0)) if r.get("bias", True) else w
 
     def axes(self, r):
         w, L = ("weight_raw" if r.get("nonneg") else "weight"), r.get("lanes")
@@ -226,6 +255,14 @@ class Unembed(Op):
 
     def facts(self, r):
         return Facts("affine", ("none",), why="weight may be negative")
+
+    def widen(self, r, ctx):
+        if r.get("tie"):  # the norm before it is rescaled instead (see _NormOp.widen)
+            if not ctx.after_absorber:
+                raise ValueError("is tied and not right after a norm: cannot rescale it",
+                                 "untie it, or put a layernorm before the unembed")
+            return Widened()
+        return Widened().add("weight", lambda w: rep(w, ctx.k, 1, 1.0 / ctx.k), copies(ctx, 1))
 
 
 @register

@@ -7,6 +7,7 @@ from .axes import Axis, Slice
 from .basic import check_lanes, need_features
 from .modules import GATED, MLP, Attention
 from .registry import Args, Facts, Op, register
+from .widen import Widened, copies, head_index, reads_stream, rep
 from .types import Lanes, PosInt
 
 
@@ -112,6 +113,22 @@ class AttentionOp(Op):
         return {"heads": Axis("heads", g, tuple(heads)),  # size: query heads per group
                 "kv_heads": Axis("kv_heads", kv, tuple(groups))}
 
+    def widen(self, r, ctx):
+        """Heads H -> kH, head j a copy of head j mod H (head_dim kept, so the q.k scale is);
+        qkv input columns / k, proj rows repeated and its columns / k (the k copies of a head
+        sum back to one)."""
+        if r.get("kv_heads") is not None:
+            return None
+        k, H, hd = ctx.k, r["heads"], r["head_dim"]
+        rows, cols = head_index(H, hd, k, 3), head_index(H, hd, k, 1)
+        cin = reads_stream(ctx)
+        w = Widened(args={"heads": k * H, "head_dim": hd})
+        w.add("qkv.weight", lambda t: cin(t[rows]), lambda t: rep(t[rows], k, 1))
+        w.add("proj.weight", lambda t: rep(t[:, cols], k, 0) / k, lambda t: rep(t[:, cols], k, 0))
+        if r.get("bias", True):
+            w.add("qkv.bias", lambda b: b[rows]).add("proj.bias", copies(ctx, 0))
+        return w
+
     def resize(self, axis, args, r, n):
         out = {**args, "head_dim": r["head_dim"]}  # head_dim stays, the width may not
         if axis == "kv_heads":
@@ -176,6 +193,12 @@ class MLPOp(Op):
 
     def resize(self, axis, args, r, n):
         return {**{k: v for k, v in args.items() if k != "mult"}, "hidden": n}
+
+    def widen(self, r, ctx):
+        """fc input columns / k (hidden units unchanged), proj rows repeated."""
+        w = Widened(args={"hidden": r["hidden"]}, drop=("mult",))
+        w.add("fc.weight", reads_stream(ctx), copies(ctx, 1)).add("proj.weight", copies(ctx, 0))
+        return w.add("proj.bias", copies(ctx, 0)) if r.get("bias", True) else w
 
     def build(self, r):
         return MLP(r["dim"], r["hidden"], r.get("act", "gelu"), r.get("bias", True),

@@ -53,6 +53,7 @@ class Op:
     positions: ClassVar[str] = "pointwise"    # pointwise | causal | noncausal
     functional: ClassVar[bool] = False        # compiled as call_function, not a module
     internal: ClassVar[bool] = False          # created by the elaborator, not written by users
+    absorbs_scale: ClassVar[bool] = False     # widen_embed: can scale its output by 1/k (norms)
     doc: ClassVar[str] = ""
 
     # --- shapes
@@ -102,6 +103,16 @@ class Op:
     def resize(self, axis: str, args: dict, r: dict, n: int) -> dict:
         """The op's user arguments with axis `axis` at `n` units (default: the arg of that name)."""
         return {**args, axis: n}
+
+    def widen(self, r: dict, ctx):
+        """How this op follows `widen_embed` (the residual stream duplicated `ctx.k` times): a
+        `Widened` (ops/widen.py), or None when it cannot. Default: a channel-wise op without
+        parameters commutes with duplication; anything else cannot."""
+        if self.channels == "elementwise" and not self.param_shapes(r) and not self.buffer_shapes(r):
+            from .widen import Widened
+
+            return Widened()
+        return None
 
     def zero_output(self, module) -> bool:
         """Make the module's output exactly zero for every input (for identity insertion).
