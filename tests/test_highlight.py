@@ -23,7 +23,7 @@ from pygments.token import (Comment, Keyword, Name, Number, Operator, Punctuatio
                             Whitespace)
 
 from morphdsl import MorphError, parse
-from morphdsl.ir.evaluate import _FUNCS
+from morphdsl.ir.evaluate import FUNCS
 from morphdsl.ops import user_ops
 from morphdsl.rewrites import REWRITES
 from morphdsl.syntax import highlight
@@ -328,18 +328,18 @@ def test_word_lists_match_the_registries():
     assert _grammar_words(g, SCOPES[Name.Builtin]) == set(user_ops())
     assert _grammar_words(g, SCOPES[Name.Function.Magic]) == set(REWRITES)
     assert _grammar_words(g, SCOPES[Name.Decorator]) == set(TRIGGERS)
-    assert _grammar_words(g, SCOPES[Name.Builtin.Pseudo]) == set(_FUNCS)
+    assert _grammar_words(g, SCOPES[Name.Builtin.Pseudo]) == set(FUNCS)
     assert _grammar_words(g, SCOPES[Keyword.Pseudo]) == set(CONSTRUCTS)
     # and both highlight every one of them where it is used
     ops = "\n".join(f"  x{i}: {op}\n  {op}(lanes = 1)" for i, op in enumerate(user_ops()))
     trig, rew = sorted(TRIGGERS), sorted(REWRITES)
     rules = "\n".join(f"  {trig[i % len(trig)]}(1) -> {rew[i % len(rew)]}(blocks.0, n = 1)"
                       for i in range(max(len(trig), len(rew))))
-    calls = " + ".join(f"{f}(1)" for f in _FUNCS)
+    calls = " + ".join(f"{f}(1)" for f in FUNCS)
     for text, words, token in [(f"model {{\n{ops}\n}}\n", user_ops(), Name.Builtin),
                                (f"grow {{\n{rules}\n}}\n", REWRITES, Name.Function.Magic),
                                (f"grow {{\n{rules}\n}}\n", TRIGGERS, Name.Decorator),
-                               (f"x = {calls}\n", _FUNCS, Name.Builtin.Pseudo)]:
+                               (f"x = {calls}\n", FUNCS, Name.Builtin.Pseudo)]:
         kinds, chars = {}, TextMate(g).scopes(text)
         for off, tok, v in lex(text):
             kinds.setdefault(v, set()).add((tok, innermost(chars[off])))

@@ -28,12 +28,13 @@ def grow_rules(stmt: A.Stmt | None, env: dict) -> list[dict]:
         if not isinstance(it, A.Rule):
             raise SpecError("`grow` holds rules `trigger(...) -> op(...)`", it.span,
                             hint="e.g. `step(200) -> add_head(blocks.0.attn, n = 1)`")
-        rules.append({"trigger": _call(it.trigger, env), "actions": [_call(a, env) for a in it.actions],
+        rules.append({"trigger": call_args(it.trigger, env), "actions": [call_args(a, env) for a in it.actions],
                       "span": it.span})
     return rules
 
 
-def _call(c: A.Call, env) -> dict:
+def call_args(c: A.Call, env) -> dict:
+    """A growth call `name(args)` evaluated: {name, args (positional), kwargs, span}."""
     pos, kw = [], {}
     for a in c.args or []:
         v = evaluate(a.value, env)

@@ -23,6 +23,7 @@ class Inexact(float):
 _FUNCS = {"min": min, "max": max, "abs": abs, "int": int, "floor": math.floor, "ceil": math.ceil,
           "sqrt": math.sqrt, "log2": math.log2, "round": round}
 _CONSTS = {"true": True, "false": False, "none": None}
+FUNCS, CONSTS = _FUNCS, _CONSTS  # the expression functions and constants (e.g. for highlighters)
 
 
 def evaluate(e, env: dict):

@@ -15,23 +15,7 @@ from typing import Any
 import networkx as nx
 
 from ..errors import Span
-
-
-@dataclass(frozen=True)
-class TensorType:
-    """Shape of a tensor flowing in the model: (B, T) token ids or (B, T, C) features."""
-
-    channels: int | None  # None: token ids
-    lanes: int | None = None
-
-    @property
-    def dims(self) -> tuple:
-        return ("B", "T") if self.channels is None else ("B", "T", self.channels)
-
-    def __str__(self) -> str:
-        if self.channels is None:
-            return "(B, T) ids"
-        return f"(B, T, {self.channels})" + (f" in {self.lanes} lanes" if self.lanes else "")
+from ..ops.types import TensorType  # noqa: F401  (re-exported: the IR's tensor type)
 
 
 @dataclass

@@ -6,12 +6,11 @@ from typing import Literal, Optional
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ir.graph import TensorType
 from .axes import Axis, Slice
 from .modules import Norm, PosEmbed, make_linear
 from .widen import Widened, copies, reads_stream, rep
 from .registry import Args, Facts, Op, register
-from .types import Lanes, PosInt
+from .types import Lanes, PosInt, TensorType
 
 
 def need_features(op, inputs):

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from ..ir.graph import TensorType
 from .basic import check_lanes, need_features
 from .modules import Hull, LaneMixer
 from .registry import Args, Facts, Op, register
-from .types import Lanes, PosInt
+from .types import Lanes, PosInt, TensorType
 
 Act = Literal["relu", "softplus", "leaky_relu"]
 

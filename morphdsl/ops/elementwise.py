@@ -12,9 +12,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..ir.graph import TensorType
 from .modules import gelu_tanh, softplus
 from .registry import Args, Facts, Op, register
+from .types import TensorType
 
 
 class _Elementwise(Op):

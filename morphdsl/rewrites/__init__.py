@@ -15,8 +15,8 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-from ..api import _static_checks
 from ..errors import GrowthError, VerifyError
+from ..verify import static_checks
 from . import (add_head, add_lane, add_petals, grow_pyramid, insert_block, prune_units,  # noqa: F401
                widen_embed, widen_mlp)
 from .add_petals import blend
@@ -44,7 +44,7 @@ def _call(graph, op, args, state=None) -> RewriteResult:
     except TypeError as e:
         raise GrowthError(f"bad arguments for `{op}`: {e}", hint=rd.doc) from None
     res = rd.fn(graph, **args)
-    _static_checks(res.graph, None)  # a grown graph must pass what a built one passes
+    static_checks(res.graph)  # a grown graph must pass what a built one passes
     return res
 
 

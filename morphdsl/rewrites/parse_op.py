@@ -24,7 +24,7 @@ def _shift(span: Span | None, label: str) -> Span | None:
 
 def parse_op(text: str, env: dict | None = None, label: str = "<--op>"):
     """(op name, kwargs, span) from one op call; MorphError (pointing into `text`) if bad."""
-    from ..ir.build import _call
+    from ..ir.build import call_args
     from ..syntax import ast as A
     from ..syntax.parser import parse
 
@@ -36,7 +36,7 @@ def parse_op(text: str, env: dict | None = None, label: str = "<--op>"):
             raise GrowthError("write exactly one growth op per --op",
                               hint='e.g. --op "add_head(blocks.1.attn, n = 2)"')
         call = rules[0].actions[0]
-        c = _call(call, env or {})
+        c = call_args(call, env or {})
     except MorphError as e:
         e.span, e.source = _shift(e.span, label), src
         raise e from None

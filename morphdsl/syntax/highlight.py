@@ -61,13 +61,13 @@ SCOPES = {
 @lru_cache(maxsize=None)
 def words() -> dict[str, frozenset]:
     """The names the highlighters know, read from the registries (imported on first use)."""
-    from morphdsl.ir.evaluate import _CONSTS, _FUNCS  # absolute: `pygmentize -x` loads this file
+    from morphdsl.ir.evaluate import CONSTS, FUNCS  # absolute: `pygmentize -x` loads this file
     from morphdsl.ops import user_ops
     from morphdsl.rewrites import REWRITES
     from morphdsl.train.growth import TRIGGERS
     return {"op": frozenset(user_ops()), "rewrite": frozenset(REWRITES),
-            "trigger": frozenset(TRIGGERS), "function": frozenset(_FUNCS),
-            "constant": frozenset(_CONSTS)}
+            "trigger": frozenset(TRIGGERS), "function": frozenset(FUNCS),
+            "constant": frozenset(CONSTS)}
 
 
 def _nothing(lexer, m):  # a zero-width match that only changes state
