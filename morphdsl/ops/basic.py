@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from .axes import Axis, Slice
 from .modules import Norm, PosEmbed, make_linear
+from .lanes import LaneGrowth, per_lane
 from .widen import Widened, copies, reads_stream, rep
 from .registry import Args, Facts, Op, register
 from .types import Lanes, PosInt, TensorType
@@ -58,6 +59,12 @@ class Embed(Op):
     def widen(self, r, ctx):
         return Widened(args={"dim": ctx.k * r["dim"]}).add("weight", copies(ctx, 1))
 
+    def add_lanes(self, r, ctx):  # new columns; zero when a tied unembed reads them back
+        if ctx.inside:
+            return None
+        return LaneGrowth(args={"dim": ctx.C2}).add("weight", (None, ctx.channels),
+                                                    "zero" if ctx.tied else "random")
+
 
 @register
 class PosEmbedOp(Op):
@@ -89,6 +96,9 @@ class PosEmbedOp(Op):
 
     def widen(self, r, ctx):
         return Widened().add("weight", copies(ctx, 1))
+
+    def add_lanes(self, r, ctx):
+        return None if ctx.inside else LaneGrowth().add("weight", (None, ctx.channels))
 
 
 class _NormOp(Op):
@@ -123,6 +133,14 @@ class _NormOp(Op):
 
     def channel_map(self, r):
         return "lane" if r.get("lanes") else "full"
+
+    def add_lanes(self, r, ctx):  # per lane: its gains and biases keep the old channels
+        if not ctx.inside or r.get("lanes") not in (None, ctx.L):
+            return None
+        g = LaneGrowth()
+        for p in self.param_shapes(r):
+            g.add(p, (ctx.channels,))
+        return g
 
     def widen(self, r, ctx):
         """Mean and variance of [x, x] are those of x: gains and biases repeat. Before a tied
@@ -186,6 +204,9 @@ class Linear(Op):
 
     def build(self, r):
         return make_linear(r["in"], r["out"], r.get("bias", True), r.get("lanes"), r.get("nonneg", False))
+
+    def add_lanes(self, r, ctx):
+        return per_lane(self, r, ctx, "out")
 
     def widen(self, r, ctx):
         """A linear widens as part of a chain: its first linear reads the stream, its last
@@ -254,6 +275,11 @@ class Unembed(Op):
 
     def facts(self, r):
         return Facts("affine", ("none",), why="weight may be negative")
+
+    def add_lanes(self, r, ctx):  # untied: zero columns for the new channels
+        if ctx.inside:
+            return None
+        return LaneGrowth() if r.get("tie") else LaneGrowth().add("weight", (None, ctx.channels), "zero")
 
     def widen(self, r, ctx):
         if r.get("tie"):  # the norm before it is rescaled instead (see _NormOp.widen)

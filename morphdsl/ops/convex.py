@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+import torch
+
 from .basic import check_lanes, need_features
+from .lanes import LaneGrowth, per_lane
 from .modules import Hull, LaneMixer
 from .registry import Args, Facts, Op, register
 from .types import Lanes, PosInt, TensorType
@@ -14,6 +17,10 @@ Act = Literal["relu", "softplus", "leaky_relu"]
 class _HullBase(Op):
     lanes_ok = True
     channels = "full"
+
+    def add_lanes(self, r, ctx):  # an `out` left to the width follows the lanes by itself
+        given = "out" in ctx.args and ctx.args["out"] != "vector"
+        return per_lane(self, r, ctx, "out" if given else None)
 
     def resolve(self, a, inputs, lanes, petals):
         C = need_features(self.name, inputs)
@@ -111,6 +118,15 @@ class MixOp(Op):
 
     def param_shapes(self, r):
         return {"logits": (r["lanes"], r["lanes"])}
+
+    def add_lanes(self, r, ctx):
+        """-1e4 between old and new lanes (exp underflows to exactly 0: the old block of the
+        doubly-stochastic matrix is unchanged); the new lanes start near the identity."""
+        if not ctx.inside:
+            return None
+        init = torch.full((ctx.L2, ctx.L2), -1e4)
+        init[ctx.L:, ctx.L:] = torch.eye(ctx.L2 - ctx.L) * 4.0
+        return LaneGrowth().add("logits", (ctx.lanes, ctx.lanes), init)
 
     def build(self, r):
         return LaneMixer(r["lanes"], r.get("iters", 10))

@@ -6,6 +6,7 @@ from typing import Literal, Optional
 from .axes import Axis, Slice
 from .basic import check_lanes, need_features
 from .modules import GATED, MLP, Attention
+from .lanes import per_lane
 from .registry import Args, Facts, Op, register
 from .widen import Widened, copies, head_index, reads_stream, rep
 from .types import Lanes, PosInt
@@ -129,6 +130,9 @@ class AttentionOp(Op):
             w.add("qkv.bias", lambda b: b[rows]).add("proj.bias", copies(ctx, 0))
         return w
 
+    def add_lanes(self, r, ctx):
+        return None if r.get("kv_heads") is not None else per_lane(self, r, ctx, "heads")
+
     def resize(self, axis, args, r, n):
         out = {**args, "head_dim": r["head_dim"]}  # head_dim stays, the width may not
         if axis == "kv_heads":
@@ -193,6 +197,9 @@ class MLPOp(Op):
 
     def resize(self, axis, args, r, n):
         return {**{k: v for k, v in args.items() if k != "mult"}, "hidden": n}
+
+    def add_lanes(self, r, ctx):  # `mult` x width scales with the lanes by itself
+        return per_lane(self, r, ctx, None if "mult" in ctx.args else "hidden")
 
     def widen(self, r, ctx):
         """fc input columns / k (hidden units unchanged), proj rows repeated."""

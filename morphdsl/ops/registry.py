@@ -114,6 +114,15 @@ class Op:
             return Widened()
         return None
 
+    def add_lanes(self, r: dict, ctx):
+        """How this op follows `add_lane` (ops/lanes.py): a `LaneGrowth`, or None when it
+        cannot. Default: a channel-wise op without parameters handles any width."""
+        if self.channels == "elementwise" and not self.param_shapes(r) and not self.buffer_shapes(r):
+            from .lanes import LaneGrowth
+
+            return LaneGrowth()
+        return None
+
     def zero_output(self, module) -> bool:
         """Make the module's output exactly zero for every input (for identity insertion).
         Returns False when this op cannot do it."""

@@ -1,25 +1,21 @@
 """add_lane(target=None, n=1): n new lanes in a partitioned host (exact).
 
 A partition of L lanes over width C (lane width c = C/L) becomes L+n lanes over C + n*c: the
-new channels are appended. Per-lane parameters carry the lane dim first (L, ...), so old lanes
-are copied and new lanes get a fresh init (their own heads, petals, norms). Old lanes never read
-new ones (lane isolation); the Sinkhorn mixer's logits get -1e4 between old and new lanes
-(exp underflows to exactly 0, so the old block of the doubly-stochastic matrix is unchanged);
-the new channels' effect downstream is cut by zero unembedding columns (a tied unembed: zero
-new embedding columns, so new lanes start from position embeddings only).
+new channels are appended. Each op states how it follows (`Op.add_lanes`, ops/lanes.py has the
+table): per-lane tensors copy the old lanes and start the new ones fresh (their own heads,
+petals, norms); the Sinkhorn mixer keeps old and new lanes apart (exp(-1e4) = 0); embeddings
+gain columns and an untied unembed zero columns (a tied one: zero new embedding columns, so new
+lanes start from position embeddings only), so nothing downstream sees the new lanes yet. This
+rewrite finds the partition, gives each op its context and collects the rules.
 """
 from __future__ import annotations
 
-import torch
-
 from ..errors import GrowthError
 from ..ir.lower import region_paths
+from ..ops import get_op
+from ..ops.lanes import LaneCtx
 from .registry import finish, opinst, rewrite
 from .transfer import Entry, TransferPlan
-
-_OUTSIDE = {"input", "embed", "pos_embed", "unembed", "add", "dropout"}
-_LANE_DIM0 = {"attention", "mlp", "linear", "hull", "petal"}
-_SCALE = {"attention": "heads", "mlp": "hidden", "linear": "out", "hull": "out", "petal": "out"}
 
 
 def _partitions(root):
@@ -29,7 +25,7 @@ def _partitions(root):
 @rewrite("add_lane", applies_to=["partition"], exact=True)
 def add_lane(graph, target=None, n: int = 1):
     """Append n lanes (channels, heads, petals, norms) to a partitioned host (exact)."""
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise GrowthError(f"add_lane needs a positive lane count n, got {n!r}")
     g = graph.copy()
     parts = _partitions(g.root)
@@ -41,51 +37,34 @@ def add_lane(graph, target=None, n: int = 1):
                           hint="name it, e.g. `lanes: partition(lanes = 4) { ... }`, and pass that name")
     ppath, preg = parts[0]
     L = preg.attrs["lanes"]
-    C = next(d["type"].channels for _, d in g.nodes() if d["op"] == "embed") if g.op_nodes("embed") else None
-    if C is None:
+    if g.input_type.channels is not None:
         raise GrowthError("add_lane grows token models whose embed feeds the partition")
+    C = next(d["in_types"][0].channels for _, d in g.nodes() if d.get("lanes") == L)  # entering it
     c, L2 = C // L, L + n
     C2 = C + n * c
-    keep0 = (list(range(L)), list(range(L)))
-    chans = (list(range(C)), list(range(C)))
     plan = TransferPlan()
-    tied = any(d["resolved"].get("tie") for _, d in g.op_nodes("unembed"))
+    tied = any(d["resolved"].get("tie") for _, d in g.nodes())
     for path, d in g.nodes():
-        op, r = d["op"], d["resolved"]
-        inside = d.get("lanes") is not None
-        if not inside:
-            if op not in _OUTSIDE:
-                raise GrowthError(f"`{path}` ({op}) runs on the full width outside the partition; "
-                                  "add_lane cannot keep it exact", hint="put it inside the partition")
-            if op in ("embed", "pos_embed"):
-                plan.entries[f"{path}.weight"] = Entry(f"{path}.weight", (None, chans),
-                                                       "zero" if (op == "embed" and tied) else "random")
-                if op == "embed":
-                    inst = opinst(g, path)
-                    inst.args = {**inst.args, "dim": C2}
-            elif op == "unembed" and not r.get("tie"):
-                plan.entries[f"{path}.weight"] = Entry(f"{path}.weight", (None, chans), "zero")
+        if d["kind"] != "op":
             continue
-        if d.get("lanes") != L or r.get("lanes") not in (None, L) or "lanes" in d["args"]:
+        inside = d.get("lanes") is not None
+        if inside and d.get("lanes") != L:
             raise GrowthError(f"`{path}` has its own lane count; add_lane grows one partition")
-        if op in _LANE_DIM0:
-            for pn in list(d["param_shapes"]) + list(d["buffer_shapes"]):
-                plan.entries[f"{path}.{pn}"] = Entry(f"{path}.{pn}", (keep0,))
-            key = _SCALE[op]
-            if key in d["args"] or op in ("attention", "mlp", "linear"):
-                if op == "mlp" and "mult" in d["args"]:
-                    continue  # mult x width scales by itself
-                inst = opinst(g, path)
-                inst.args = {**inst.args, key: r[key] // L * L2}
-        elif op in ("layernorm", "rmsnorm"):
-            for pn in d["param_shapes"]:
-                plan.entries[f"{path}.{pn}"] = Entry(f"{path}.{pn}", (chans,))
-        elif op == "mix":
-            init = torch.full((L2, L2), -1e4)
-            init[L:, L:] = torch.eye(n) * 4.0
-            plan.entries[f"{path}.logits"] = Entry(f"{path}.logits", (keep0, keep0), init)
-        elif d["param_shapes"]:
-            raise GrowthError(f"add_lane does not know how to add a lane to `{op}` (at `{path}`)")
+        ctx = LaneCtx(L, L2, C, C2, inside, tied, dict(d["args"]))
+        grown = get_op(d["op"]).add_lanes(d["resolved"], ctx)
+        if grown is None:
+            if not inside:
+                raise GrowthError(f"`{path}` ({d['op']}) runs on the full width outside the partition; "
+                                  "add_lane cannot keep it exact", hint="put it inside the partition")
+            if "lanes" in d["args"] or d["resolved"].get("lanes") not in (None, L):
+                raise GrowthError(f"`{path}` has its own lane count; add_lane grows one partition")
+            raise GrowthError(f"add_lane does not know how to add a lane to `{d['op']}` (at `{path}`)",
+                              hint="an op grows lanes when it declares `add_lanes` (ops/lanes.py)")
+        for pn, (maps, init) in grown.tensors.items():
+            plan.entries[f"{path}.{pn}"] = Entry(f"{path}.{pn}", maps, init)
+        if grown.args:
+            inst = opinst(g, path)
+            inst.args = {**inst.args, **grown.args}
     preg.attrs = {**preg.attrs, "lanes": L2}
     return finish(graph, g, plan, "add_lane", {"target": target, "n": n}, True,
                   [f"{ppath}: lanes {L} -> {L2}, width {C} -> {C2}"])
