@@ -7,7 +7,7 @@
   non-finite loss can be undone), and the copy a checkpoint write makes (the same size again,
   only while no activations are alive, so the peak counts the larger of the two);
 - activations for one (batch, ctx) batch: for every op, the elements per token that autograd
-  keeps for the backward pass (`_saved_per_token`), x batch x ctx x 4 bytes; attention keeps
+  keeps for the backward pass (`Op.saved_per_token`, declared by each op), x batch x ctx x 4 bytes; attention keeps
   its scores and probabilities, heads x ctx per token (T^2 per head for a sequence: the math
   kernel's count, an upper bound for the fused kernels); the unembed keeps its logits, their
   log-softmax and gradient (3 x vocab per token).
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MorphError
+from ..ops import get_op
 
 FLOAT = 4  # bytes per float32
 MiB, GiB = 2**20, 2**30
@@ -34,27 +35,6 @@ def _prod(shape) -> int:
     for x in shape:
         n *= int(x)
     return n
-
-
-def _saved_per_token(op: str, r: dict, out: int, ctx: int) -> int:
-    """Elements per token an op keeps for backward (its output plus its internals)."""
-    if op == "attention":
-        inner = r["heads"] * r["head_dim"]
-        return 3 * inner + inner + out + 2 * r["heads"] * ctx  # qkv, heads' output, proj; P
-    if op == "mlp":  # fc output and activation (a gated one: gate, up, their product)
-        fc = 3 if r.get("act") in ("swiglu", "geglu") else 2
-        return fc * r["hidden"] + out + (r["hidden"] if r.get("dropout") else 0)
-    if op in ("hull", "petal"):
-        lanes, petals, width = r.get("lanes") or 1, r["petals"], r["width"]
-        per_petal = 2 * r["layers"] * width + r["out"] // lanes  # pre/post activation, y
-        return lanes * petals * per_petal + out
-    if op in ("layernorm", "rmsnorm"):
-        return out + 2  # output, mean and 1/std
-    if op == "unembed":
-        return 3 * out  # logits, log-softmax (cross-entropy), their gradient
-    if op == "dropout":
-        return out + (out + 3) // 4  # output and a byte mask
-    return out
 
 
 @dataclass(frozen=True)
@@ -108,7 +88,7 @@ def activation_elements(graph, ctx: int) -> int:
         if d.get("kind") != "op":
             continue
         out = d["type"].channels or 0
-        total += _saved_per_token(d["op"], d.get("resolved") or {}, out, ctx)
+        total += get_op(d["op"]).saved_per_token(d.get("resolved") or {}, out, ctx)
     return total
 
 

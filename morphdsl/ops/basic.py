@@ -134,6 +134,9 @@ class _NormOp(Op):
     def channel_map(self, r):
         return "lane" if r.get("lanes") else "full"
 
+    def saved_per_token(self, r, out, ctx):  # output, mean and 1/std
+        return out + 2
+
     def add_lanes(self, r, ctx):  # per lane: its gains and biases keep the old channels
         if not ctx.inside or r.get("lanes") not in (None, ctx.L):
             return None
@@ -276,6 +279,9 @@ class Unembed(Op):
     def facts(self, r):
         return Facts("affine", ("none",), why="weight may be negative")
 
+    def saved_per_token(self, r, out, ctx):  # logits, log-softmax (cross-entropy), their gradient
+        return 3 * out
+
     def add_lanes(self, r, ctx):  # untied: zero columns for the new channels
         if ctx.inside:
             return None
@@ -300,6 +306,9 @@ class Dropout(Op):
 
     def build(self, r):
         return nn.Dropout(r["p"])
+
+    def saved_per_token(self, r, out, ctx):  # output and a byte mask
+        return out + (out + 3) // 4
 
     def facts(self, r):
         return Facts("affine", ("incr",))

@@ -18,6 +18,10 @@ class _HullBase(Op):
     lanes_ok = True
     channels = "full"
 
+    def saved_per_token(self, r, out, ctx):  # per petal: pre/post activations, its output
+        lanes, petals, width = r.get("lanes") or 1, r["petals"], r["width"]
+        return lanes * petals * (2 * r["layers"] * width + r["out"] // lanes) + out
+
     def add_lanes(self, r, ctx):  # an `out` left to the width follows the lanes by itself
         given = "out" in ctx.args and ctx.args["out"] != "vector"
         return per_lane(self, r, ctx, "out" if given else None)

@@ -64,6 +64,10 @@ class AttentionOp(Op):
                 raise ValueError("rope_theta must be greater than 1", "Llama uses 10000 or 500000")
         return {**a, "dim": C, "head_dim": hd, "lanes": ln, "rot": rot}, inputs[0]
 
+    def saved_per_token(self, r, out, ctx):  # qkv, the heads' output, proj; P (heads x ctx)
+        inner = r["heads"] * r["head_dim"]
+        return 3 * inner + inner + out + 2 * r["heads"] * ctx
+
     def flops_ctx(self, r, ctx):
         # q.k scores and the weighted sum of v: 2 x (ctx x heads*head_dim) multiply-adds per token
         return 4 * ctx * r["heads"] * r["head_dim"]
@@ -197,6 +201,10 @@ class MLPOp(Op):
 
     def resize(self, axis, args, r, n):
         return {**{k: v for k, v in args.items() if k != "mult"}, "hidden": n}
+
+    def saved_per_token(self, r, out, ctx):  # fc output and activation (gated: gate, up, product)
+        fc = 3 if r.get("act") in GATED else 2
+        return fc * r["hidden"] + out + (r["hidden"] if r.get("dropout") else 0)
 
     def add_lanes(self, r, ctx):  # `mult` x width scales with the lanes by itself
         return per_lane(self, r, ctx, None if "mult" in ctx.args else "hidden")

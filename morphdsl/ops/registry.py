@@ -90,6 +90,11 @@ class Op:
         """Forward multiply-adds x2 per token (attention's T-dependent part is added separately)."""
         return 2 * sum(_prod(s) for s in self.param_shapes(r).values())
 
+    def saved_per_token(self, r: dict, out: int, ctx: int) -> int:
+        """Elements per token this op keeps for the backward pass (its output and internals),
+        for the memory estimate (ir/memory.py); `out` is its output width. Default: the output."""
+        return out
+
     def flops_ctx(self, r: dict, ctx: int) -> int:
         """Forward FLOPs per token that grow with the context length `ctx` (attention's scores
         and weighted sum); 0 for ops that look at one position at a time."""
