@@ -25,14 +25,22 @@ def residual_outputs(item, scope: str) -> list[str]:
             continue
         sc = f"{scope}.{ch.name}" if ch.name else scope
         if ch.kind == "residual":
-            last = ch.children[-1] if ch.children else None
-            if not isinstance(last, OpInst):
-                raise GrowthError("a residual branch of the new block does not end in an op; "
-                                  "cannot make it the identity")
-            out.append(f"{sc}.{last.name}")
+            out.append(_last_op(ch, sc))
         else:
             out.extend(residual_outputs(ch, sc))
     return out
+
+
+def _last_op(branch, scope: str) -> str:
+    """The path of the op a residual branch ends in, through groups (`ffn { ... proj }`)."""
+    last = branch.children[-1] if branch.children else None
+    while isinstance(last, Region) and last.kind == "group" and last.children:
+        scope = f"{scope}.{last.name}" if last.name else scope
+        last = last.children[-1]
+    if not isinstance(last, OpInst):
+        raise GrowthError("a residual branch of the new block does not end in an op; "
+                          "cannot make it the identity")
+    return f"{scope}.{last.name}"
 
 
 def _elaborate(g, block: str, args: dict):
