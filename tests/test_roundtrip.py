@@ -1,7 +1,7 @@
 """Every spec survives the round trips: spec -> graph -> emitted text -> graph, and fmt.
 
 - `compile(emit(build(parse(x))))` has the same parameter names and shapes, and, given the
-  same weights, computes the same outputs;
+  same weights, computes the same outputs; emitting the emitted file again gives it back;
 - `format_text` is idempotent and keeps every comment's text.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def inputs(g, T=8):
 
 
 @pytest.mark.parametrize("path", SPECS, ids=IDS)
-def test_emit_roundtrip(path):
+def test_emit_roundtrip(path, tmp_path):
     text = path.read_text()
     g = morphdsl.build(parse(text, str(path)))
     emitted = morphdsl.emit(g)
@@ -49,8 +49,14 @@ def test_emit_roundtrip(path):
     x = inputs(g)
     with torch.no_grad():
         torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
-    # emitting again gives the same text: emission is a fixed point
-    assert morphdsl.emit(morphdsl.build(emitted)) == emitted
+    # emitting again gives the same text: emission is a fixed point, both for a spec file
+    # (comments kept, as when a checkpoint's spec.morph is resumed) and for bare text
+    again = tmp_path / path.name
+    again.write_text(emitted)
+    assert morphdsl.emit(morphdsl.build(again)) == emitted
+    bare = morphdsl.emit(morphdsl.build(emitted))
+    assert morphdsl.emit(morphdsl.build(bare)) == bare
+    assert shapes(morphdsl.compile(bare)) == shapes(a)
 
 
 def _sections(g):
