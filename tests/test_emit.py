@@ -134,14 +134,21 @@ def test_imported_blocks_are_defined_in_the_emitted_spec(tmp_path):
 
 
 def test_a_changed_source_file_is_not_used(tmp_path):
+    """The graph keeps the source it was built from: editing the file afterwards changes nothing."""
     f = tmp_path / "s.morph"
     f.write_text("# header\nd = 4\nmodel(features = 4) {\n  l: linear(out = d)  # width\n}\n")
     g = morphdsl.build(f)
     assert "# width" in morphdsl.emit(g) and "out = d)" in morphdsl.emit(g)
     f.write_text("# other\nd = 5\nmodel(features = 4) {\n  l: linear(out = d)\n}\n")
     text = morphdsl.emit(g)
-    assert "# other" not in text and "# header" not in text
+    assert "# other" not in text and "# header" in text and "# width" in text
     assert "d = 4" in text and E.check(g, text) is None
+
+
+def test_a_spec_built_from_text_keeps_its_comments():
+    g = morphdsl.build("# header\nd = 4\nmodel(features = 4) {\n  l: linear(out = d)  # width\n}\n")
+    text = morphdsl.emit(g)
+    assert "# header" in text and "# width" in text and "out = d)" in text
 
 
 def test_names_the_language_cannot_write_still_emit(tmp_path):

@@ -61,6 +61,7 @@ def build_spec(spec: Spec) -> MorphGraph:
     g = MorphGraph(spec.name, root, dag, itype, out, sections, blocks, dict(spec.params), spec.filename)
     g.block_env = {name: genv for name, (_, genv) in spec.blocks.items()}
     g.setting_spans = spans
+    g.source_module = spec.module  # the parsed source: emit reuses its expressions and comments
     return g
 
 

@@ -38,10 +38,11 @@ def recover(g) -> Source | None:
     from ..syntax.parser import parse_file
     from .elaborate import load_spec
 
-    if not g.filename or not Path(g.filename).is_file():
+    mod = getattr(g, "source_module", None)  # the parsed source kept by build (no disk read)
+    if mod is None and (not g.filename or not Path(g.filename).is_file()):
         return None
     try:
-        mod = parse_file(g.filename)
+        mod = mod if mod is not None else parse_file(g.filename)
         spec = load_spec(mod)
     except Exception:  # unreadable or no longer valid: emit from the graph alone
         return None

@@ -270,7 +270,8 @@ def parse(text: str, filename: str | None = None) -> A.Module:
     """Parse .morph source text into an AST `Module` (comments kept for the formatter)."""
     if len(text) > MAX_SOURCE_BYTES:
         raise SyntaxError_(f"the spec is {len(text):,} characters; a spec is limited to "
-                           f"{MAX_SOURCE_BYTES // 2**10} Ki characters", Span(filename, 1, 1, 1, 2))
+                           f"{MAX_SOURCE_BYTES // 2**10} Ki characters", Span(filename, 1, 1, 1, 2),
+                           hint="split it: blocks can live in other files, imported with `use`")
     comments: list[A.Comment] = []
     try:
         tree = _parse_collecting(text, comments, filename)
