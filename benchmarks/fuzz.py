@@ -222,15 +222,11 @@ def classify(text: str, filename: str, max_params: int = 2_000_000) -> tuple[str
         if g.n_params() <= max_params:
             import torch
 
+            from morphdsl.compile import example_input
+
             m = morphdsl.compile(g)
-            T = min([4] + [d["resolved"]["ctx"] for _, d in g.op_nodes("pos_embed")])
-            if g.input_type.channels is None:
-                vocab = min([d["resolved"]["vocab"] for _, d in g.op_nodes("embed")] or [2])
-                x = torch.randint(0, vocab, (1, T))
-            else:
-                x = torch.randn(1, T, g.input_type.channels)
             with torch.no_grad():
-                m(x)
+                m(example_input(g, 1, 4))
         return "ok", ""
     except morphdsl.MorphError as e:
         if e.span is None or not e.span.line or not e.span.column:

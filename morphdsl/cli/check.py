@@ -23,19 +23,11 @@ def forward_shape(g) -> tuple:
     """Compile `g` and run it on a random batch of 2 x 8 tokens (or features); the output shape."""
     import torch
 
-    from ..compile import compile_graph
+    from ..compile import compile_graph, example_input
 
     m = compile_graph(g)
-    T = 8
-    for _, d in g.op_nodes("pos_embed"):
-        T = min(T, d["resolved"]["ctx"])
-    if g.input_type.channels is None:
-        vocab = min([d["resolved"]["vocab"] for _, d in g.op_nodes("embed")] or [2])
-        x = torch.randint(0, vocab, (2, T))
-    else:
-        x = torch.randn(2, T, g.input_type.channels)
     with torch.no_grad():
-        return tuple(m(x).shape)
+        return tuple(m(example_input(g, 2, 8)).shape)
 
 
 def memory_note(g) -> str:

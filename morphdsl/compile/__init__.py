@@ -1,3 +1,4 @@
 from .fx import compile_graph
+from .inputs import example_input
 
-__all__ = ["compile_graph"]
+__all__ = ["compile_graph", "example_input"]
