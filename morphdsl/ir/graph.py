@@ -103,6 +103,19 @@ class MorphGraph:
         return find(self.root, path)
 
     @property
+    def ctx(self) -> int | None:
+        """The longest sequence the model takes: its (shortest) position table; None without one
+        (rotary or no positions: any length)."""
+        ctx = [d["resolved"]["ctx"] for _, d in self.op_nodes("pos_embed")]
+        return min(ctx) if ctx else None
+
+    @property
+    def width(self) -> int | None:
+        """The residual width: the channels of the first op's output (the embedding's dim)."""
+        first = next((d for _, d in self.nodes() if d["kind"] == "op" and d["op"] != "input"), None)
+        return first["type"].channels if first is not None else None
+
+    @property
     def vocab(self) -> int | None:
         out = self.dag.nodes[self.output]["type"]
         return out.channels

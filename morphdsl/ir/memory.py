@@ -124,10 +124,7 @@ def train_shape(graph) -> tuple[int, int]:
         return int(v) if ok else default
 
     batch, ctx = num("batch", 16), num("ctx", 128)
-    for _, d in graph.nodes():
-        if d.get("op") == "pos_embed":
-            ctx = min(ctx, d["resolved"]["ctx"])
-    return batch, ctx
+    return batch, min(ctx, graph.ctx or ctx)
 
 
 def fmt_bytes(n: int) -> str:

@@ -69,6 +69,6 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.1, seed: int = 0):
         if w.args or w.drop:
             inst = opinst(g, path)
             inst.args = {**{a: v for a, v in inst.args.items() if a not in w.drop}, **w.args}
-    C = graph.dag.nodes[nodes[1][0]]["type"].channels
+    C = graph.width
     return finish(graph, g, plan, "widen_embed", {"factor": k, "noise": noise}, True,
                   [f"width {C} -> {k * C} (duplicated channels)"])

@@ -6,14 +6,8 @@ from ..errors import MorphError
 
 def model_limits(graph) -> tuple[int | None, int | None]:
     """(vocab, ctx) of a model: the unembed's vocab and the pos_embed's context, if present."""
-    vocab = ctx = None
-    for _, d in graph.nodes():
-        r = d.get("resolved") or {}
-        if d.get("op") == "unembed":
-            vocab = r.get("vocab")
-        elif d.get("op") == "pos_embed":
-            ctx = r.get("ctx")
-    return vocab, ctx
+    heads = graph.op_nodes("unembed")
+    return (heads[-1][1]["resolved"]["vocab"] if heads else None), graph.ctx
 
 
 def data_error(e) -> MorphError:

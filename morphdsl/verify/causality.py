@@ -60,18 +60,13 @@ class ProbeReport:
         return {"T": self.T, "max_leak": self.max_leak, "leaks": self.leaks[:16], "ok": self.ok}
 
 
-def _ctx_limit(g: MorphGraph) -> int | None:
-    ctx = [d["resolved"]["ctx"] for _, d in g.op_nodes("pos_embed")]
-    return min(ctx) if ctx else None
-
-
 def causality_probe(module, T: int = 8, seed: int = 0, tol: float = 1e-9) -> ProbeReport:
     """Perturb each position t' and check that outputs at t < t' do not move (float64, eval):
     a leak is a change above `tol` times the largest change at positions >= t'."""
     import copy
 
     g = module.morph_graph
-    T = min(T, _ctx_limit(g) or T)
+    T = min(T, g.ctx or T)
     m = copy.deepcopy(module).double().eval()
     gen = torch.Generator().manual_seed(seed)
     C = g.input_type.channels
