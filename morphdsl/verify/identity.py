@@ -46,13 +46,9 @@ class _Recorder(fx.Interpreter):
 
 def sample_inputs(module, batch=2, seq=16, seed=0):
     """A random batch for a compiled module: token ids, or feature vectors."""
-    g = module.morph_graph
-    gen = torch.Generator().manual_seed(seed)
-    if g.input_type.channels is None:
-        vocab = min((d["resolved"]["vocab"] for _, d in g.op_nodes("embed")), default=g.vocab or 2)
-        ctx = min((d["resolved"]["ctx"] for _, d in g.op_nodes("pos_embed")), default=seq)
-        return torch.randint(0, vocab, (batch, min(seq, ctx)), generator=gen)
-    return torch.randn(batch, seq, g.input_type.channels, generator=gen)
+    from ..compile.inputs import example_input
+
+    return example_input(module.morph_graph, batch, seq, torch.Generator().manual_seed(seed))
 
 
 def _dev(module):
