@@ -11,6 +11,7 @@ as so that the function is unchanged:
     "bias"  the unit's own bias: zero
     "out"   the weights its output is read with (proj columns): zero, so nothing sees the new
             units until training moves them
+    "gate"  a buffer that switches a unit off (a hull's petal gate `alpha`): zero
 
 A grown unit is appended at the end of its section (per lane when the op runs in lanes: then
 every parameter has a leading lane dimension and `size` counts units over all lanes). The
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-INIT = {"in": "random", "bias": "zero", "out": "zero"}
+INIT = {"in": "random", "bias": "zero", "out": "zero", "gate": "zero"}
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Slice:
 
     param: str              # parameter name inside the op, e.g. "fc.weight"
     dim: int                # the dimension (not counting a leading lane dimension)
-    role: str               # "in" | "bias" | "out"
+    role: str               # "in" | "bias" | "out" | "gate"
     sections: int = 1       # the axis repeats this many times along `dim` (q, k, v: 3)
     unit: int = 1           # elements per unit along `dim` (head_dim for heads)
 

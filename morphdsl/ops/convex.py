@@ -5,6 +5,7 @@ from typing import Literal, Optional
 
 import torch
 
+from .axes import Axis, Slice
 from .basic import check_lanes, need_features
 from .lanes import LaneGrowth, per_lane
 from .modules import Hull, LaneMixer
@@ -98,6 +99,16 @@ class HullOp(_HullBase):
 
     def infer(self, a, inputs, lanes):
         return self.resolve(a, inputs, lanes, a.get("petals", 4))
+
+    def axes(self, r):
+        """Petals: every tensor is (L, P, ...), L = 1 outside a partition. New petals start
+        fresh with their gate `alpha` at 0, which takes them out of every pooling (exact)."""
+        L = r.get("lanes") or 1
+        sl = tuple(Slice(p, 0, "in") for p in self.param_shapes(r)) + (Slice("alpha", 0, "gate"),)
+        return {"petals": Axis("petals", L * r["petals"], sl, L)}
+
+    def resize(self, axis, args, r, n):
+        return {**args, "petals": n // (r.get("lanes") or 1)}  # petals per lane
 
 
 @register

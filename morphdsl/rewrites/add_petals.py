@@ -1,6 +1,7 @@
 """add_petals(target, n): a hull's petals P -> P + n, the new ones gated off (alpha = 0, exact).
 
-Every hull parameter has the petal dim at position 1 (L, P, ...); old petals keep their index.
+Petals are the hull's declared `petals` axis (ops/axes.py): every tensor is (L, P, ...) and old
+petals keep their index.
 The `alpha` buffer of new petals is 0, which removes them from every pooling (max/logsumexp
 add log(alpha) = -inf, mean and sum multiply by alpha), so the output is unchanged and the hull
 stays convex. `blend(module, path, value)` later ramps the new petals' gate up.
@@ -10,28 +11,24 @@ from __future__ import annotations
 import torch
 
 from ..errors import GrowthError
-from .registry import finish, opinst, rewrite, sites
-from .transfer import Entry, TransferPlan
+from .axes import find_sites, grow_site
+from .registry import finish, rewrite
+from .transfer import TransferPlan
 
 
-@rewrite("add_petals", applies_to=["hull"], exact=True)
+@rewrite("add_petals", applies_to=["petals"], exact=True)
 def add_petals(graph, target=None, n: int = 1):
     """Add n petals to a hull with gate alpha = 0 (exact, convex)."""
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise GrowthError(f"add_petals needs a positive petal count n, got {n!r}")
     g = graph.copy()
     plan = TransferPlan()
     notes = []
-    for path in sites(g, target, ["hull"], "hull"):
-        d = g.dag.nodes[path]
-        P = d["resolved"]["petals"]
-        inst = opinst(g, path)
-        inst.args = {**inst.args, "petals": P + n}
-        keep = (list(range(P)), list(range(P)))
-        for pn in list(d["param_shapes"]) + list(d["buffer_shapes"]):
-            plan.entries[f"{path}.{pn}"] = Entry(f"{path}.{pn}", (None, keep),
-                                                 "zero" if pn == "alpha" else "random")
-        notes.append(f"{path}: petals {P} -> {P + n} (new gates alpha = 0)")
+    for site in find_sites(g, target, "petals", "hull"):
+        L = site.lanes or 1
+        grow_site(g, plan, site, n * L)  # n per lane
+        P = site.size // L
+        notes.append(f"{site.path}: petals {P} -> {P + n} (new gates alpha = 0)")
     return finish(graph, g, plan, "add_petals", {"target": target, "n": n}, True, notes)
 
 

@@ -140,7 +140,7 @@ def _entries(g, plan: TransferPlan, site: Site, maps_of) -> None:
     otherwise; an "out" slice's new units are zeroed after the copy in any case, so nothing
     reads a new unit, whatever else grew in that tensor."""
     for key, ax in site.parts:
-        shapes = g.dag.nodes[key]["param_shapes"]
+        shapes = {**g.dag.nodes[key]["param_shapes"], **g.dag.nodes[key]["buffer_shapes"]}
         lead = 1 if ax.lanes else 0
         for sl in ax.slices:
             name = f"{key}.{sl.param}"
