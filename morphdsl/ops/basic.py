@@ -1,10 +1,9 @@
 """Embeddings, norms, linear maps, unembedding, dropout."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Optional
 
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .axes import Axis, Slice
 from .modules import Norm, PosEmbed, make_linear

@@ -1,15 +1,14 @@
 """The rewrite registry and the helpers every rewrite shares (target lookup, results).
 
-    @rewrite("add_head", applies_to=["attention"], exact=True)
+    @rewrite("add_head", applies_to=["heads"], exact=True)
     def add_head(g, target=None, n=1) -> RewriteResult
 
 A rewrite is pure: it deep-copies the graph, edits `g.root`, re-lowers, and returns the new graph
 with a TransferPlan. A target is a dotted path, a glob (`blocks.*.attn`), or omitted (every
-site whose op is in `applies_to`).
+site of the axis or construct named by `applies_to`; axis sites are found by rewrites/axes.py).
 """
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -57,25 +56,6 @@ def get_rewrite(name: str) -> RewriteDef:
         raise GrowthError(f"unknown growth op `{name}`",
                           hint=did_you_mean(name, REWRITES) or "ops: " + ", ".join(sorted(REWRITES)))
     return REWRITES[name]
-
-
-def sites(g: MorphGraph, target, ops, what: str) -> list[str]:
-    """DAG keys of the op nodes matched by `target` (path or glob; None: all) among `ops`."""
-    cands = [k for k, d in g.nodes() if d["kind"] == "op" and d["op"] in ops]
-    if target is None:
-        hits = cands
-    else:
-        t = str(target)
-        hits = [k for k in cands if fnmatch.fnmatchcase(k, t)]
-        if not hits:
-            if t in g.dag:
-                raise GrowthError(f"`{t}` is a `{g.dag.nodes[t]['op']}`, not {what}",
-                                  hint="targets: " + ", ".join(cands[:8]))
-            raise GrowthError(f"no {what} at `{t}`",
-                              hint=did_you_mean(t, cands) or ("targets: " + ", ".join(cands[:8])))
-    if not hits:
-        raise GrowthError(f"the model has no {what} to grow")
-    return hits
 
 
 def opinst(g: MorphGraph, path: str) -> OpInst:

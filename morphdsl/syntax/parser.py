@@ -6,7 +6,7 @@ import json
 from pathlib import Path as _FsPath
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
+from lark.exceptions import (UnexpectedCharacters, UnexpectedInput, UnexpectedToken,
                              VisitError)
 
 from ..errors import MorphError, Span, SyntaxError_
