@@ -17,6 +17,48 @@ from ..errors import Span
 from ..ops.types import TensorType  # noqa: F401  (re-exported: the IR's tensor type)
 
 
+class Node(dict):
+    """The attributes of one DAG node, typed: `d.op`, `d.resolved`, ... (still a dict, so
+    `d["op"]` reads the same). Written by the lowering (ir/lower.py) for every node:
+
+    kind          "input" | "op"
+    op            the op's registry name ("attention", "add" for a residual add, ...)
+    inputs        DAG keys of its inputs, in order
+    args          the user's arguments as written (evaluated)
+    resolved      the arguments after shape inference (inferred widths, defaults)
+    type          the output TensorType; in_types: the input TensorTypes
+    param_shapes  parameter name -> shape; buffer_shapes likewise
+    span          where the spec says it (None for the input)
+    lanes         the lane count of the innermost partition around it (None outside)
+    regions       the (region, path) pairs around it, outermost first
+    """
+
+    __slots__ = ()
+
+    def _get(name):  # noqa: N805 - a property factory used in the class body
+        return property(lambda self: self.get(name), doc=f"`{name}` (see the class docstring)")
+
+    kind = _get("kind")
+    op = _get("op")
+    inputs = _get("inputs")
+    args = _get("args")
+    resolved = _get("resolved")
+    type = _get("type")
+    in_types = _get("in_types")
+    param_shapes = _get("param_shapes")
+    buffer_shapes = _get("buffer_shapes")
+    span = _get("span")
+    lanes = _get("lanes")
+    regions = _get("regions")
+    del _get
+
+
+class IRGraph(nx.DiGraph):
+    """A networkx DiGraph whose node attributes are `Node`s."""
+
+    node_attr_dict_factory = Node
+
+
 @dataclass
 class OpInst:
     """One op instance: `name: op(args)` in the spec."""

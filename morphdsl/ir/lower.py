@@ -6,17 +6,16 @@ parameter shapes, span, and the lane count in force.
 """
 from __future__ import annotations
 
-import networkx as nx
 
 from ..errors import ShapeError, did_you_mean
 from ..limits import MAX_PARAMS, MAX_TENSOR, fmt_count
 from ..ops import get_op
-from .graph import OpInst, Region, TensorType
+from .graph import IRGraph, OpInst, Region, TensorType
 
 
 class Lowering:
     def __init__(self):
-        self.g = nx.DiGraph()
+        self.g = IRGraph()
         self.order: list[str] = []
         self.counters: dict[str, int] = {}
         self.n_params = 0

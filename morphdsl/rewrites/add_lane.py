@@ -39,24 +39,24 @@ def add_lane(graph, target=None, n: int = 1):
     L = preg.attrs["lanes"]
     if g.input_type.channels is not None:
         raise GrowthError("add_lane grows token models whose embed feeds the partition")
-    C = next(d["in_types"][0].channels for _, d in g.nodes() if d.get("lanes") == L)  # entering it
+    C = next(d.in_types[0].channels for _, d in g.nodes() if d.get("lanes") == L)  # entering it
     c, L2 = C // L, L + n
     C2 = C + n * c
     plan = TransferPlan()
-    tied = any(d["resolved"].get("tie") for _, d in g.nodes())
+    tied = any(d.resolved.get("tie") for _, d in g.nodes())
     for path, d in g.nodes():
-        if d["kind"] != "op":
+        if d.kind != "op":
             continue
         inside = d.get("lanes") is not None
         if inside and d.get("lanes") != L:
             raise GrowthError(f"`{path}` has its own lane count; add_lane grows one partition")
-        ctx = LaneCtx(L, L2, C, C2, inside, tied, dict(d["args"]))
-        grown = get_op(d["op"]).add_lanes(d["resolved"], ctx)
+        ctx = LaneCtx(L, L2, C, C2, inside, tied, dict(d.args))
+        grown = get_op(d.op).add_lanes(d.resolved, ctx)
         if grown is None:
             if not inside:
                 raise GrowthError(f"`{path}` ({d['op']}) runs on the full width outside the partition; "
                                   "add_lane cannot keep it exact", hint="put it inside the partition")
-            if "lanes" in d["args"] or d["resolved"].get("lanes") not in (None, L):
+            if "lanes" in d.args or d.resolved.get("lanes") not in (None, L):
                 raise GrowthError(f"`{path}` has its own lane count; add_lane grows one partition")
             raise GrowthError(f"add_lane does not know how to add a lane to `{d['op']}` (at `{path}`)",
                               hint="an op grows lanes when it declares `add_lanes` (ops/lanes.py)")

@@ -45,9 +45,9 @@ def op_sites(g, axis: str) -> list[Site]:
     """Sites of ops that declare a resizable `axis`."""
     out = []
     for key, d in g.nodes():
-        if d["kind"] != "op":
+        if d.kind != "op":
             continue
-        ax = get_op(d["op"]).axes(d["resolved"]).get(axis)
+        ax = get_op(d.op).axes(d.resolved).get(axis)
         if ax is not None and ax.resizable:
             out.append(Site(key, [(key, ax)], [(key, axis)], ax.size, ax.lanes, _scopes(key)))
     return out
@@ -56,41 +56,41 @@ def op_sites(g, axis: str) -> list[Site]:
 def _passes(g, key) -> bool:
     """A node that maps channels one to one with no parameters (so new channels stay apart)."""
     d = g.dag.nodes[key]
-    if d["kind"] != "op" or d.get("param_shapes") or d.get("buffer_shapes") or d.get("residual"):
+    if d.kind != "op" or d.get("param_shapes") or d.get("buffer_shapes") or d.get("residual"):
         return False
-    op = get_op(d["op"])
+    op = get_op(d.op)
     return op.channels == "elementwise" and op.positions == "pointwise" and \
-        d["type"].channels == d["in_types"][0].channels
+        d.type.channels == d.in_types[0].channels
 
 
 def chain_sites(g) -> list[Site]:
     """Hidden axes spanning a linear -> (channel-wise ops) -> linear chain."""
     out = []
     for key, d in g.nodes():
-        if d["kind"] != "op":
+        if d.kind != "op":
             continue
-        inn = get_op(d["op"]).axes(d["resolved"]).get("in")
+        inn = get_op(d.op).axes(d.resolved).get("in")
         if inn is None or inn.resizable:
             continue
-        producers, inner, todo, ok = [], set(), [d["inputs"][0]], True
+        producers, inner, todo, ok = [], set(), [d.inputs[0]], True
         while todo and ok:
             n = todo.pop()
             if n in inner or n in producers:
                 continue
             nd = g.dag.nodes[n]
-            ax = get_op(nd["op"]).axes(nd["resolved"]).get("out") if nd["kind"] == "op" else None
+            ax = get_op(nd.op).axes(nd.resolved).get("out") if nd.kind == "op" else None
             if ax is not None and ax.resizable and ax.lanes == inn.lanes:
                 producers.append(n)
             elif _passes(g, n):
                 inner.add(n)
-                todo.extend(nd["inputs"])
+                todo.extend(nd.inputs)
             else:
                 ok = False
         members = inner | set(producers)
         ok = ok and producers and all(set(g.dag.successors(n)) <= members | {key} for n in members)
         if not ok:
             continue
-        axes = [(p, get_op(g.dag.nodes[p]["op"]).axes(g.dag.nodes[p]["resolved"])["out"])
+        axes = [(p, get_op(g.dag.nodes[p].op).axes(g.dag.nodes[p].resolved)["out"])
                 for p in producers]
         if any(ax.size != inn.size for _, ax in axes):
             continue
@@ -121,7 +121,7 @@ def find_sites(g, target, axis: str, what: str, chains: bool = False) -> list[Si
         hits = [s for s in sites if any(fnmatch.fnmatchcase(n, t) for n in s.names)]
         if not hits:
             known = [s.path for s in sites]
-            if t in g.dag and g.dag.nodes[t]["kind"] == "op":
+            if t in g.dag and g.dag.nodes[t].kind == "op":
                 raise GrowthError(f"`{t}` is a `{g.dag.nodes[t]['op']}`, which has no {axis} axis to grow",
                                   hint=("targets: " + ", ".join(known[:8])) if known else
                                   f"the model has no {what}")
@@ -140,7 +140,7 @@ def _entries(g, plan: TransferPlan, site: Site, maps_of) -> None:
     otherwise; an "out" slice's new units are zeroed after the copy in any case, so nothing
     reads a new unit, whatever else grew in that tensor."""
     for key, ax in site.parts:
-        shapes = {**g.dag.nodes[key]["param_shapes"], **g.dag.nodes[key]["buffer_shapes"]}
+        shapes = {**g.dag.nodes[key].param_shapes, **g.dag.nodes[key].buffer_shapes}
         lead = 1 if ax.lanes else 0
         for sl in ax.slices:
             name = f"{key}.{sl.param}"
@@ -168,7 +168,7 @@ def _zero_new(name: str, dim: int, kept_new: list):
 def _resize(g, site: Site, n: int) -> None:
     for key, axis in site.resize:
         inst = opinst(g, key)
-        inst.args = get_op(inst.op).resize(axis, dict(inst.args), g.dag.nodes[key]["resolved"], n)
+        inst.args = get_op(inst.op).resize(axis, dict(inst.args), g.dag.nodes[key].resolved, n)
 
 
 def grow_site(g, plan: TransferPlan, site: Site, by: int) -> None:
