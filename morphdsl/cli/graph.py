@@ -41,18 +41,18 @@ def region_tree(g) -> dict:
 
 def label(key: str, d: dict) -> tuple[str, bool]:
     """(label, structural?) of a DAG node."""
-    if d["kind"] == "input":
+    if d.kind == "input":
         return f"input {d['type']}", False
     if "#" in key:
-        sym = _SYMBOL.get(d["op"], d["op"])
-        if d["op"] == "slice":
+        sym = _SYMBOL.get(d.op, d.op)
+        if d.op == "slice":
             sym = f"{d['resolved']['start']}:{d['resolved']['stop']}"
         return sym, True
     return f"{key}\n{d['op']}", False
 
 
 def _width(d) -> str:
-    c = d["type"].channels
+    c = d.type.channels
     return "ids" if c is None else str(c)
 
 
@@ -71,7 +71,7 @@ def to_dot(g) -> str:
             attrs = [f"label={q(text)}"]
             if small:
                 attrs += ["shape=circle", "width=0.3", "fixedsize=false", 'fillcolor="#ffffff"']
-            if d["kind"] == "input":
+            if d.kind == "input":
                 attrs += ["shape=ellipse", 'fillcolor="#e8f5e9"']
             if key == g.output:
                 attrs += ["peripheries=2"]
@@ -105,7 +105,7 @@ def to_mermaid(g) -> str:
             text, small = label(key, d)
             if small:
                 out.append(f"{ind}{ids[key]}(({q(text)}))")
-            elif d["kind"] == "input":
+            elif d.kind == "input":
                 out.append(f"{ind}{ids[key]}([{q(text)}])")
             else:
                 out.append(f"{ind}{ids[key]}[{q(text)}]")

@@ -20,11 +20,11 @@ def node_rows(g) -> list[dict]:
     """One dict per DAG node in topological order: path, op, shape, params, lanes, inputs."""
     rows = []
     for key, d in g.nodes():
-        t = d["type"]
-        rows.append({"path": key, "op": d["op"], "shape": list(t.dims),
+        t = d.type
+        rows.append({"path": key, "op": d.op, "shape": list(t.dims),
                      "params": sum(prod(s) for s in d.get("param_shapes", {}).values()),
                      "lanes": d.get("lanes"), "inputs": list(d.get("inputs", [])),
-                     "line": d["span"].line if d.get("span") else None})
+                     "line": d.span.line if d.get("span") else None})
     return rows
 
 

@@ -30,14 +30,14 @@ def _attach(root: nn.Module, path: str, mod: nn.Module):
 def build_modules(g: MorphGraph) -> nn.Module:
     root = nn.Module()
     for key, d in g.nodes():
-        if d["kind"] != "op":
+        if d.kind != "op":
             continue
-        op = get_op(d["op"])
+        op = get_op(d.op)
         if op.functional:
             continue
-        if d["op"] == "unembed" and d["resolved"].get("tie") and not d["resolved"].get("bias"):
+        if d.op == "unembed" and d.resolved.get("tie") and not d.resolved.get("bias"):
             continue
-        _attach(root, key, op.build(d["resolved"]))
+        _attach(root, key, op.build(d.resolved))
     return root
 
 
@@ -46,27 +46,27 @@ def compile_graph(g: MorphGraph, modules: nn.Module | None = None) -> fx.GraphMo
     graph = fx.Graph()
     env: dict[str, fx.Node] = {}
     for key, d in g.nodes():
-        if d["kind"] == "input":
-            env[key] = graph.placeholder("idx" if d["type"].channels is None else "x")
+        if d.kind == "input":
+            env[key] = graph.placeholder("idx" if d.type.channels is None else "x")
             continue
-        args = tuple(env[i] for i in d["inputs"])
-        op = get_op(d["op"])
-        r = d["resolved"]
-        if d["op"] == "slice":
+        args = tuple(env[i] for i in d.inputs)
+        op = get_op(d.op)
+        r = d.resolved
+        if d.op == "slice":
             n = graph.call_function(operator.getitem, (args[0], (Ellipsis, slice(r["start"], r["stop"]))))
         elif op.functional:
             fn = op.function(r)
             if isinstance(fn, functools.partial):  # fx names a call by its target's __name__
-                fn.__name__, fn.__module__ = d["op"], "morphdsl.ops"
+                fn.__name__, fn.__module__ = d.op, "morphdsl.ops"
             n = graph.call_function(fn, args)
-        elif d["op"] == "unembed" and r.get("tie"):
+        elif d.op == "unembed" and r.get("tie"):
             w = graph.get_attr(f"{r['tie']}.weight")
             b = graph.get_attr(f"{key}.bias") if r.get("bias") else None
             n = graph.call_function(F.linear, (args[0], w, b))
         else:
             n = graph.call_module(key, args)
         n.meta["morph_path"] = key
-        n.meta["morph_span"] = str(d["span"]) if d.get("span") else None
+        n.meta["morph_span"] = str(d.span) if d.get("span") else None
         env[key] = n
     graph.output(env[g.output])
     gm = fx.GraphModule(root, graph, class_name=_class_name(g.name))

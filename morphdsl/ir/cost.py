@@ -16,7 +16,7 @@ def forward_flops(graph, ctx: int) -> int:
     total = 0
     for _, d in graph.nodes():
         if d.get("kind") == "op":
-            op, r = get_op(d["op"]), d["resolved"]
+            op, r = get_op(d.op), d.resolved
             total += op.flops(r) + op.flops_ctx(r, ctx)
     return int(total)
 

@@ -222,7 +222,7 @@ def _dag(g) -> list:
         regs = sorted({(sc, getattr(r, "kind", "op"), getattr(r, "attrs", {}).get("lanes"))
                        for r, sc in d.get("regions", [])
                        if getattr(r, "convex", False) or getattr(r, "kind", None) == "partition"})
-        out.append((k, d["op"], tuple(d["inputs"]), repr(sorted(d.get("args", {}).items())),
+        out.append((k, d.op, tuple(d.inputs), repr(sorted(d.get("args", {}).items())),
                     repr(sorted(d.get("resolved", {}).items())), repr(d.get("param_shapes")),
                     repr(d.get("buffer_shapes")), str(d.get("type")), d.get("lanes"),
                     bool(d.get("convex")), tuple(regs)))

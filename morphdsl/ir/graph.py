@@ -115,7 +115,7 @@ class MorphGraph:
         return self.dag.graph["order"]
 
     def op_nodes(self, op: str | None = None):
-        return [(k, d) for k, d in self.nodes() if d["kind"] == "op" and (op is None or d["op"] == op)]
+        return [(k, d) for k, d in self.nodes() if d.kind == "op" and (op is None or d.op == op)]
 
     def param_shapes(self) -> dict[str, tuple]:
         """Every parameter's full name and shape, as in the compiled module's state dict."""
@@ -147,13 +147,13 @@ class MorphGraph:
     def ctx(self) -> int | None:
         """The longest sequence the model takes: its (shortest) position table; None without one
         (rotary or no positions: any length)."""
-        ctx = [d["resolved"]["ctx"] for _, d in self.op_nodes("pos_embed")]
+        ctx = [d.resolved["ctx"] for _, d in self.op_nodes("pos_embed")]
         return min(ctx) if ctx else None
 
     @property
     def width(self) -> int | None:
         """The residual width: the channels of the first op's output (the embedding's dim)."""
-        first = next((d for _, d in self.nodes() if d["kind"] == "op" and d["op"] != "input"), None)
+        first = next((d for _, d in self.nodes() if d.kind == "op" and d.op != "input"), None)
         return first["type"].channels if first is not None else None
 
     @property

@@ -147,10 +147,10 @@ class Lowering:
             raise ShapeError(f"`tie = {tie}`: there is no layer `{tie}` before this unembed", span,
                              node=key, hint=did_you_mean(tie, embeds) or
                              "`tie` names an `embed` layer by its path, e.g. `tie = tok`")
-        if d["op"] != "embed":
+        if d.op != "embed":
             raise ShapeError(f"`tie = {tie}` names a `{d['op']}`, not an `embed`", span, node=key,
                              hint="only an embedding's weight can be shared with the unembedding")
-        ev, ed = d["resolved"]["vocab"], d["resolved"]["dim"]
+        ev, ed = d.resolved["vocab"], d.resolved["dim"]
         if (ev, ed) != (r["vocab"], t.channels):
             raise ShapeError(f"tied unembed maps {t.channels} -> {r['vocab']} but `{tie}` embeds "
                              f"{ev} tokens in {ed} channels", span, node=key,

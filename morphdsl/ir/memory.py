@@ -76,7 +76,7 @@ def weight_elements(graph) -> tuple[int, int]:
         params += sum(_prod(s) for s in d.get("param_shapes", {}).values())
         op = get_op(d.get("op")) if d.get("kind") == "op" else None
         if op is not None:
-            bufs += sum(_prod(s) for s in op.buffer_shapes(d["resolved"]).values())
+            bufs += sum(_prod(s) for s in op.buffer_shapes(d.resolved).values())
     return params, bufs
 
 
@@ -87,8 +87,8 @@ def activation_elements(graph, ctx: int) -> int:
     for _, d in graph.nodes():
         if d.get("kind") != "op":
             continue
-        out = d["type"].channels or 0
-        total += get_op(d["op"]).saved_per_token(d.get("resolved") or {}, out, ctx)
+        out = d.type.channels or 0
+        total += get_op(d.op).saved_per_token(d.get("resolved") or {}, out, ctx)
     return total
 
 

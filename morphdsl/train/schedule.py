@@ -31,7 +31,7 @@ class Schedule:
         g = self.model.morph_graph
         if getattr(self, "_width_key", None) is not g:
             self._width_key = g
-            dims = [d["resolved"]["dim"] for _, d in g.nodes() if d.get("op") == "embed"]
+            dims = [d.resolved["dim"] for _, d in g.nodes() if d.get("op") == "embed"]
             self._width_val = dims[0] if dims else 1
         return self._width_val
 

@@ -37,11 +37,11 @@ def causality(g: MorphGraph) -> list[Finding]:
     """Ops that let a position see the future (empty list: the model is causal)."""
     out = []
     for key, d in g.nodes():
-        if d["kind"] != "op":
+        if d.kind != "op":
             continue
-        op = get_op(d["op"])
-        if _positions(op, d["resolved"]) == "noncausal":
-            shown = f"{d['op']}(causal = false)" if d["op"] == "attention" else f"`{d['op']}`"
+        op = get_op(d.op)
+        if _positions(op, d.resolved) == "noncausal":
+            shown = f"{d['op']}(causal = false)" if d.op == "attention" else f"`{d['op']}`"
             out.append(Finding(key, d.get("span"), f"{shown} lets position t see the future"))
     return out
 
@@ -71,7 +71,7 @@ def causality_probe(module, T: int = 8, seed: int = 0, tol: float = 1e-9) -> Pro
     gen = torch.Generator().manual_seed(seed)
     C = g.input_type.channels
     if C is None:
-        V = next((d["resolved"]["vocab"] for _, d in g.op_nodes("embed")), 2)
+        V = next((d.resolved["vocab"] for _, d in g.op_nodes("embed")), 2)
         x = torch.randint(0, V, (1, T), generator=gen)
     else:
         x = torch.randn(1, T, C, generator=gen, dtype=torch.float64)

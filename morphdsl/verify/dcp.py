@@ -80,8 +80,8 @@ def find_region(g: MorphGraph, path: str) -> RegionIO | None:
             return r
     if path in g.dag:
         d = g.dag.nodes[path]
-        if d["kind"] == "op":
-            return RegionIO(None, path, [path], d["inputs"][0] if len(d["inputs"]) == 1 else None, path)
+        if d.kind == "op":
+            return RegionIO(None, path, [path], d.inputs[0] if len(d.inputs) == 1 else None, path)
     return None
 
 
@@ -194,28 +194,28 @@ def _linear(op: str, r: dict, n: int):
 def _node(g: MorphGraph, k: str, out: dict, sums: dict) -> tuple[Curv, Sum]:
     """The curvature of node k and its exact sum, from those of its inputs."""
     d = g.dag.nodes[k]
-    args = [out.get(i, Curv("constant")) for i in d["inputs"]]
-    if d["kind"] != "op":
+    args = [out.get(i, Curv("constant")) for i in d.inputs]
+    if d.kind != "op":
         return Curv("constant"), Sum.atom(k)
-    f = get_op(d["op"]).facts(d["resolved"])
-    lin = _linear(d["op"], d["resolved"], len(args))
+    f = get_op(d.op).facts(d.resolved)
+    lin = _linear(d.op, d.resolved, len(args))
     if lin is not None:
-        s = combine(lin[0], lin[1], [sums.get(i) or Sum.atom(i) for i in d["inputs"]])
-        curv, sign, why, atom = sum_curvature(d["op"], s, lambda a: out.get(a, Curv("constant")))
+        s = combine(lin[0], lin[1], [sums.get(i) or Sum.atom(i) for i in d.inputs])
+        curv, sign, why, atom = sum_curvature(d.op, s, lambda a: out.get(a, Curv("constant")))
         if len(s.terms) > MAX_TERMS:  # a long residual stream: k becomes an atom (still sound)
             s = Sum.atom(k)
         if atom is not None:
             a = out[atom]
             return Curv("unknown", "unknown", a.why, a.culprit), s
         if sign == "unknown":
-            sign = _sign(d["op"], d["resolved"], f, args)
+            sign = _sign(d.op, d.resolved, f, args)
         return Curv(curv, sign, why, k if curv == "unknown" else None), s
-    curv, why = compose(d["op"], d["resolved"], args)
+    curv, why = compose(d.op, d.resolved, args)
     culprit = next((a.culprit for a in args if a.curvature == "unknown"), None)
     if curv == "unknown" and culprit is not None:
         first = next(a for a in args if a.culprit == culprit)
         return Curv("unknown", "unknown", first.why, culprit), Sum.atom(k)
-    sign = _sign(d["op"], d["resolved"], f, args)
+    sign = _sign(d.op, d.resolved, f, args)
     return Curv(curv, sign, why, k if curv == "unknown" else None), Sum.atom(k)
 
 

@@ -48,18 +48,18 @@ def check_lanes(g: MorphGraph) -> None:
     """Raise `VerifyError` at the first op that crosses the lanes of a partition around it
     (or the first nested partition that merges the lanes of the one around it)."""
     for key, d in g.nodes():
-        if d["kind"] != "op" or not d.get("lanes"):
+        if d.kind != "op" or not d.get("lanes"):
             continue
         _check_nesting(key, d)
-        cm = get_op(d["op"]).channel_map(d["resolved"])
+        cm = get_op(d.op).channel_map(d.resolved)
         if cm in ("elementwise", "mixer"):
             continue
-        own = d["resolved"].get("lanes") or 1
+        own = d.resolved.get("lanes") or 1
         for reg, _ in _partitions(d):
             L = reg.attrs["lanes"]
             if cm == "lane" and own % L == 0:
                 continue  # a finer split than the partition's keeps its lanes apart too
-            shown = f"{d['op']}(lanes = {d['args']['lanes']})" if "lanes" in d["args"] else f"`{d['op']}`"
+            shown = f"{d['op']}(lanes = {d['args']['lanes']})" if "lanes" in d.args else f"`{d['op']}`"
             raise VerifyError(f"{shown} mixes lanes inside partition(lanes = {L}): use a declared mixer",
                               d.get("span"), node=key, hint=HINT)
 
@@ -94,7 +94,7 @@ class Segments:
 
 
 def _is_mixer(d: dict) -> bool:
-    return d["kind"] == "op" and get_op(d["op"]).channel_map(d["resolved"]) == "mixer"
+    return d.kind == "op" and get_op(d.op).channel_map(d.resolved) == "mixer"
 
 
 def segments(g: MorphGraph) -> list[Segments]:
