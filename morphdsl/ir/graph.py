@@ -154,9 +154,9 @@ class MorphGraph:
     def width(self) -> int | None:
         """The residual width: the channels of the first op's output (the embedding's dim)."""
         first = next((d for _, d in self.nodes() if d.kind == "op" and d.op != "input"), None)
-        return first["type"].channels if first is not None else None
+        return first.type.channels if first is not None else None
 
     @property
     def vocab(self) -> int | None:
-        out = self.dag.nodes[self.output]["type"]
+        out = self.dag.nodes[self.output].type
         return out.channels

@@ -7,7 +7,7 @@ from ..errors import MorphError
 def model_limits(graph) -> tuple[int | None, int | None]:
     """(vocab, ctx) of a model: the unembed's vocab and the pos_embed's context, if present."""
     heads = graph.op_nodes("unembed")
-    return (heads[-1][1]["resolved"]["vocab"] if heads else None), graph.ctx
+    return (heads[-1][1].resolved["vocab"] if heads else None), graph.ctx
 
 
 def data_error(e) -> MorphError:

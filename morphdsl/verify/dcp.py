@@ -68,7 +68,7 @@ def regions(g: MorphGraph) -> list[RegionIO]:
     out = []
     for reg, path, keys in members.values():
         inside = set(keys)
-        ins = {p for k in keys for p in g.dag.nodes[k]["inputs"] if p not in inside}
+        ins = {p for k in keys for p in g.dag.nodes[k].inputs if p not in inside}
         out.append(RegionIO(reg, path, keys, ins.pop() if len(ins) == 1 else None, keys[-1]))
     return out
 

@@ -105,7 +105,7 @@ def segments(g: MorphGraph) -> list[Segments]:
             continue
         mixers = [k for k in rio.keys if _is_mixer(g.dag.nodes[k])]
         sources = [rio.input, *mixers]
-        sinks = [k for k in dict.fromkeys([*(g.dag.nodes[m]["inputs"][0] for m in mixers), rio.output])
+        sinks = [k for k in dict.fromkeys([*(g.dag.nodes[m].inputs[0] for m in mixers), rio.output])
                  if k not in sources]
         pairs = []
         for t in sinks:
@@ -116,7 +116,7 @@ def segments(g: MorphGraph) -> list[Segments]:
                     continue
                 seen.add(k)
                 if k not in sources:
-                    todo.extend(g.dag.nodes[k]["inputs"])
+                    todo.extend(g.dag.nodes[k].inputs)
             pairs += [(s, t) for s in sources if s in seen]
         out.append(Segments(rio, rio.region.attrs["lanes"], sources, sinks, pairs))
     return out
@@ -164,7 +164,7 @@ def lane_probe(module, T: int = 3, seed: int = 0, tol: float = 1e-9) -> list[Lan
     out = []
     for seg in segments(g):
         L = seg.lanes
-        C = g.dag.nodes[seg.rio.input]["type"].channels
+        C = g.dag.nodes[seg.rio.input].type.channels
         x = torch.randn(1, T, C, generator=gen, dtype=torch.float64)
         xs = [v.detach().requires_grad_(True) for v in _source_values(m, seg, x)]
         ys = CutFunction(m, seg.sources, seg.sinks)(*xs)

@@ -101,5 +101,5 @@ def region_function(module, path: str, dtype=torch.float64) -> SubFunction:
     if rio.input is None:
         raise VerifyError(f"`{path}` has more than one input")
     f = subfunction(module, rio.input, rio.output, dtype)
-    f.in_dim = g.dag.nodes[rio.input]["type"].channels
+    f.in_dim = g.dag.nodes[rio.input].type.channels
     return f
