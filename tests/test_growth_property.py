@@ -39,10 +39,9 @@ def gpt_hosts(draw):
             f"  ln_f: {norm}\n  head: unembed(vocab = 16" + (", tie = tok" if tie else "") + ")\n}\n")
     ops = [("add_head", {"target": "blocks.*.attn", "n": 1}), ("widen_mlp", {"by": 8}),
            ("insert_block", {"target": "blocks", "at": 1})]
+    ops.append(("widen_embed", {}))
     if gqa:
         ops.append(("add_head", {"target": "blocks.0.attn", "n": 1, "kv": True}))
-    else:
-        ops.append(("widen_embed", {}))
     return text, ops
 
 

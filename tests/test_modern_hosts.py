@@ -86,6 +86,7 @@ def test_gpt2_with_tanh_gelu_from_primitives_equals_hand_written_gpt2():
     (LLAMA, "add_head", {"target": "blocks.0.attn", "n": 1, "kv": True}),
     (LLAMA, "widen_mlp", {"target": "blocks.*.mlp", "by": 44}),
     (LLAMA, "insert_block", {"target": "blocks", "at": 1}),
+    (LLAMA, "widen_embed", {}),
     (GPT2, "widen_mlp", {"target": "blocks.*.ffn", "by": 64}),
     (GPT2, "add_head", {"target": "blocks.1.attn", "n": 2}),
     (GPT2, "widen_embed", {}),

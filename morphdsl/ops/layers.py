@@ -8,7 +8,7 @@ from .basic import check_lanes, need_features
 from .modules import GATED, MLP, Attention
 from .lanes import per_lane
 from .registry import Args, Facts, Op, register
-from .widen import Widened, copies, head_index, reads_stream, rep
+from .widen import WidenCtx, Widened, copies, head_index, reads_stream, rep
 from .types import Lanes, PosInt
 
 
@@ -122,9 +122,9 @@ class AttentionOp(Op):
         """Heads H -> kH, head j a copy of head j mod H (head_dim kept, so the q.k scale is);
         qkv input columns / k, proj rows repeated and its columns / k (the k copies of a head
         sum back to one)."""
-        if r.get("kv_heads") is not None:
-            return None
-        k, H, hd = ctx.k, r["heads"], r["head_dim"]
+        k, H, hd, kv = ctx.k, r["heads"], r["head_dim"], r.get("kv_heads")
+        if kv is not None:  # grouped: query head j copies j mod H, kv head m copies m mod kv,
+            return self._widen_grouped(r, ctx, k, H, hd, kv)  # so j still reads its group's copy
         rows, cols = head_index(H, hd, k, 3), head_index(H, hd, k, 1)
         cin = reads_stream(ctx)
         w = Widened(args={"heads": k * H, "head_dim": hd})
@@ -132,6 +132,19 @@ class AttentionOp(Op):
         w.add("proj.weight", lambda t: rep(t[:, cols], k, 0) / k, lambda t: rep(t[:, cols], k, 0))
         if r.get("bias", True):
             w.add("qkv.bias", lambda b: b[rows]).add("proj.bias", copies(ctx, 0))
+        return w
+
+    def _widen_grouped(self, r, ctx, k, H, hd, kv):
+        qrows, kvrows, cols = head_index(H, hd, k, 1), head_index(kv, hd, k, 2), head_index(H, hd, k, 1)
+        qin = reads_stream(ctx)
+        kvin = reads_stream(WidenCtx(ctx.k, ctx.noise, ctx.seed + 7919))  # its own noise draw
+        w = Widened(args={"heads": k * H, "kv_heads": k * kv, "head_dim": hd})
+        w.add("q.weight", lambda t: qin(t[qrows]), lambda t: rep(t[qrows], k, 1))
+        w.add("kv.weight", lambda t: kvin(t[kvrows]), lambda t: rep(t[kvrows], k, 1))
+        w.add("proj.weight", lambda t: rep(t[:, cols], k, 0) / k, lambda t: rep(t[:, cols], k, 0))
+        if r.get("bias", True):
+            w.add("q.bias", lambda b: b[qrows]).add("kv.bias", lambda b: b[kvrows])
+            w.add("proj.bias", copies(ctx, 0))
         return w
 
     def add_lanes(self, r, ctx):
