@@ -1,7 +1,8 @@
 """Does growing pay? Static target vs growth schedules on real text, compared in FLOPs.
 
     python -m benchmarks.growth            # full: 2 data sets x 3 seeds, all grow_*.morph
-                                           # (~2 h on 2 cores; unchanged runs are reused)
+                                           # (~2 h on 2 cores; runs with unchanged spec,
+                                           # settings and code are reused)
     python -m benchmarks.growth --quick    # 1 seed, 500 static steps, 2 schedules, < 10 min
 
 For each data set (Shakespeare, character level; the embedded stories) and seed:
@@ -45,6 +46,17 @@ def step_flops(spec: Path, batch: int, ctx: int) -> int:
 
 def spec_sha(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def code_sha() -> str:
+    """A hash of the morphdsl package source and the torch version: a run is reused only when
+    the code that trained it is the code that would train it again."""
+    import torch
+
+    h = hashlib.sha256(torch.__version__.encode())
+    for f in sorted((ROOT / "morphdsl").rglob("*.py")) + sorted((ROOT / "morphdsl").rglob("*.lark")):
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def run_one(job: dict) -> dict:
@@ -243,7 +255,7 @@ def reusable(path: Path, cfg: dict, jobs: list[dict]) -> list[dict]:
     if not path.exists():
         return []
     old = json.loads(path.read_text())
-    keys = ("steps", "batch", "ctx", "budget", "eval_every", "static_flops")
+    keys = ("steps", "batch", "ctx", "budget", "eval_every", "static_flops", "code_sha")
     if any(old["config"].get(k) != cfg.get(k) for k in keys):
         return []
     want = {(j["name"], j["data"], j["seed"]): j["spec_sha"] for j in jobs}
@@ -264,7 +276,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="where report.md, results.json and growth.png go")
     ap.add_argument("--fresh", action="store_true",
                     help="rerun everything (default: reuse runs in OUT/results.json whose spec "
-                         "file and settings are unchanged)")
+                         "file, settings and morphdsl source are unchanged)")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     cfg.update({k: v for k, v in (("steps", args.steps), ("seeds", args.seeds)) if v})
@@ -288,7 +300,7 @@ def main(argv=None) -> int:
     tr = morphdsl.build(static_spec).sections["train"]
     batch, ctx = int(tr["batch"]), int(tr["ctx"])
     F = cfg["steps"] * step_flops(static_spec, batch, ctx)
-    cfg.update(batch=batch, ctx=ctx, budget=args.budget, static_flops=F)
+    cfg.update(batch=batch, ctx=ctx, budget=args.budget, static_flops=F, code_sha=code_sha())
     jobs = []
     for seed in range(cfg["seeds"]):
         for data in args.data:

@@ -74,6 +74,12 @@ def test_benchmark_runs_end_to_end(tmp_path):
     assert main(args) == 0
     again = json.loads((tmp_path / "results.json").read_text())
     assert [r["wall_s"] for r in again["runs"]] == [r["wall_s"] for r in res["runs"]]
+    # ... but not runs trained by other code (the results would not be reproducible)
+    from benchmarks.growth import reusable
+
+    jobs = [{k: r[k] for k in ("name", "data", "seed", "spec_sha")} for r in again["runs"]]
+    assert len(reusable(tmp_path / "results.json", dict(again["config"]), jobs)) == 3
+    assert reusable(tmp_path / "results.json", {**again["config"], "code_sha": "other"}, jobs) == []
 
 
 SCHEDULES = sorted(p.stem for p in (ROOT / "specs" / "bench").glob("grow_*.morph"))
