@@ -43,9 +43,8 @@ def run(args) -> int:
 
     from .. import api
     from ..compile import compile_graph
-    from ..ir.memory import hold_memory
+    from ..ir.memory import MemoryLimitError, hold_memory
     from ..rewrites import grow_model
-    from ..train.growth import preview_growth
     from ..rewrites.parse_op import parse_op
 
     g = load_graph(args.file)
@@ -70,12 +69,15 @@ def run(args) -> int:
     steps = []
     for (name, kw, span), text in zip(ops, args.op):
         before = m.morph_graph.n_params()
-        grown = preview_growth(m.morph_graph, name, kw)
-        if grown is not None:  # the old and the grown model are held together
-            _fits(hold_memory(m.morph_graph) + hold_memory(grown, copies=2),
+
+        def fits(grown, old=m.morph_graph, text=text):  # the old and the grown model coexist
+            _fits(hold_memory(old) + hold_memory(grown, copies=2),
                   f"growing by {text.strip()} (to {grown.n_params():,} params)", args.force)
+
         try:
-            out = grow_model(m, name, verify=not args.no_verify, **kw)
+            out = grow_model(m, name, verify=not args.no_verify, before_compile=fits, **kw)
+        except MemoryLimitError:
+            raise  # about the machine, not the --op text
         except MorphError as e:
             e.span = e.span or span
             raise e.with_source(text.strip()) if e.source is None and e.span is span else e

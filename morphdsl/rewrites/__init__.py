@@ -73,8 +73,11 @@ class Grown:
     reports: list = field(default_factory=list)   # IdentityReport per step (None if not run)
 
 
-def grow_model(module, op, optimizer=None, verify=True, new_lr_scale=None, atol=1e-5, **args) -> Grown:
-    """Grow a compiled module; move weights and optimizer state; verify exact rewrites."""
+def grow_model(module, op, optimizer=None, verify=True, new_lr_scale=None, atol=1e-5,
+               before_compile=None, **args) -> Grown:
+    """Grow a compiled module; move weights and optimizer state; verify exact rewrites.
+    `before_compile(graph)` sees each grown graph before anything of it is allocated (e.g. a
+    memory check that raises)."""
     from ..compile import compile_graph
     from ..verify.identity import identity
 
@@ -82,6 +85,8 @@ def grow_model(module, op, optimizer=None, verify=True, new_lr_scale=None, atol=
     for o, a in _steps(op, args):
         old = out.module
         res = _call(old.morph_graph, o, a, state=old.state_dict())
+        if before_compile is not None:
+            before_compile(res.graph)
         new = compile_graph(res.graph)
         p = next(iter(old.parameters()), None)
         if p is not None:

@@ -232,7 +232,7 @@ def known_ops() -> set[str]:
     return set(REWRITES)
 
 
-def apply_growth(module, optimizer, op: str, args: dict):
+def apply_growth(module, optimizer, op: str, args: dict, before_compile=None):
     """Grow `module` by rewrite `op(**args)` (args holds `target` and the rewrite's kwargs).
 
     Returns `(grown_module, optimizer_state_by_name)`: weights moved into the grown module,
@@ -242,40 +242,19 @@ def apply_growth(module, optimizer, op: str, args: dict):
     from ..rewrites import grow_model
     from .optim import state_by_name
 
-    grown = grow_model(module, op, optimizer=optimizer, verify=True, **args)
+    grown = grow_model(module, op, optimizer=optimizer, verify=True, before_compile=before_compile,
+                       **args)
     return grown.module, state_by_name(grown.module, grown.optimizer)
 
 
-def preview_growth(graph, op: str, args: dict):
-    """The graph `op(**args)` would grow `graph` into (pure: nothing is compiled or allocated),
-    or None when that cannot be known without weights (prune_units) or the rewrite fails (its
-    error is reported when it is applied)."""
-    import torch
-
-    from ..rewrites import REWRITES, grow
-
-    rd = REWRITES.get(op)
-    if rd is None or rd.needs_weights:
-        return None
-    try:
-        with torch.random.fork_rng(devices=[]):
-            return grow(graph, op, **args).graph
-    except (MorphError, TypeError, ValueError):
-        return None
-
-
-def check_growth_fits(graph, action: GrowthAction, args: dict, cfg, step: int,
-                      saved_step: int | None) -> None:
-    """Stop a run (TrainingStopped, at the rule) whose growth by `action` would make a model
-    too large to train in the memory available, estimated on the grown graph before anything
-    is allocated; `saved_step` is the step of the run's last checkpoint (None: none yet)."""
+def check_growth_fits(grown, action: GrowthAction, cfg, step: int, saved_step: int | None) -> None:
+    """Stop a run (TrainingStopped, at the rule) whose growth by `action` gives a graph `grown`
+    too large to train in the memory available (called on the grown graph before it is
+    compiled); `saved_step` is the step of the run's last checkpoint (None: none yet)."""
     from ..ir.memory import ensure_fits, train_memory
     from .loop import TrainingStopped
 
-    g = preview_growth(graph, action.op, args)
-    if g is None:
-        return
-    est = train_memory(g, cfg.batch, cfg.ctx)
+    est = train_memory(grown, cfg.batch, cfg.ctx)
     try:
         ensure_fits(est.total, f"growing by {action.describe()} at step {step} (to "
                                f"{est.params:,} params)",

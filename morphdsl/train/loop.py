@@ -184,16 +184,15 @@ class Trainer(Schedule):
         args = dict(action.kwargs)
         if action.target is not None:  # graph-wide rewrites (widen_embed) take no target
             args["target"] = action.target
-        if not self.cfg.force_memory:  # before anything is allocated (not on the clock)
-            check_growth_fits(self.model.morph_graph, action, args, self.cfg, self.step,
-                              self.saved_step)
+        fits = None if self.cfg.force_memory else (  # on the grown graph, before allocating
+            lambda g: check_growth_fits(g, action, self.cfg, self.step, self.saved_step))
         t0 = time.time()
         before_logits, p0 = self.fixed_logits(), n_params(self.model)
         loss0 = F.cross_entropy(before_logits.flatten(0, 1), self.fixed[1].flatten()).item()
         with torch.random.fork_rng(devices=[]):  # new units' init: seeded by (seed, step)
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.step)
             try:
-                new, states = apply_growth(self.model, self.opt, action.op, args)
+                new, states = apply_growth(self.model, self.opt, action.op, args, fits)
             except MorphError as e:
                 raise e if e.span else type(e)(e.message, span=action.span, hint=e.hint)
         self.model = new
