@@ -6,6 +6,7 @@ parameter shapes, span, and the lane count in force.
 """
 from __future__ import annotations
 
+import math
 
 from ..errors import ShapeError, did_you_mean
 from ..limits import MAX_PARAMS, MAX_TENSOR, fmt_count
@@ -122,9 +123,7 @@ class Lowering:
     def check_sizes(self, it: OpInst, key: str, shapes: dict, buffers: dict) -> None:
         """One tensor past MAX_TENSOR, or all parameters past MAX_PARAMS: an error at the op."""
         for pname, shape in {**shapes, **buffers}.items():
-            n = 1
-            for size in shape:
-                n *= size
+            n = math.prod(shape)
             if n > MAX_TENSOR:
                 dims = " x ".join(fmt_count(x) for x in shape)
                 raise ShapeError(f"`{it.op}` would need a {dims} `{pname}` ({fmt_count(n)} numbers)",

@@ -19,6 +19,7 @@ by a cgroup memory limit, or torch.cuda.mem_get_info for a cuda device.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +29,6 @@ from ..ops import get_op
 
 FLOAT = 4  # bytes per float32
 MiB, GiB = 2**20, 2**30
-
-
-def _prod(shape) -> int:
-    n = 1
-    for x in shape:
-        n *= int(x)
-    return n
 
 
 @dataclass(frozen=True)
@@ -69,15 +63,8 @@ class MemoryEstimate:
 
 def weight_elements(graph) -> tuple[int, int]:
     """(parameter numbers, buffer numbers) of a graph."""
-    from ..ops import get_op
-
-    params = bufs = 0
-    for _, d in graph.nodes():
-        params += sum(_prod(s) for s in d.get("param_shapes", {}).values())
-        op = get_op(d.get("op")) if d.get("kind") == "op" else None
-        if op is not None:
-            bufs += sum(_prod(s) for s in op.buffer_shapes(d.resolved).values())
-    return params, bufs
+    bufs = sum(math.prod(s) for _, d in graph.nodes() for s in d.get("buffer_shapes", {}).values())
+    return graph.n_params(), bufs
 
 
 def activation_elements(graph, ctx: int) -> int:

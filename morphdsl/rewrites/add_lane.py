@@ -48,17 +48,15 @@ def add_lane(graph, target=None, n: int = 1):
         if d.kind != "op":
             continue
         inside = d.get("lanes") is not None
-        if inside and d.get("lanes") != L:
+        if inside and (d.get("lanes") != L or "lanes" in d.args or d.resolved.get("lanes") not in (None, L)):
             raise GrowthError(f"`{path}` has its own lane count; add_lane grows one partition")
         ctx = LaneCtx(L, L2, C, C2, inside, tied, dict(d.args))
         grown = get_op(d.op).add_lanes(d.resolved, ctx)
         if grown is None:
             if not inside:
-                raise GrowthError(f"`{path}` ({d['op']}) runs on the full width outside the partition; "
+                raise GrowthError(f"`{path}` ({d.op}) runs on the full width outside the partition; "
                                   "add_lane cannot keep it exact", hint="put it inside the partition")
-            if "lanes" in d.args or d.resolved.get("lanes") not in (None, L):
-                raise GrowthError(f"`{path}` has its own lane count; add_lane grows one partition")
-            raise GrowthError(f"add_lane does not know how to add a lane to `{d['op']}` (at `{path}`)",
+            raise GrowthError(f"add_lane does not know how to add a lane to `{d.op}` (at `{path}`)",
                               hint="an op grows lanes when it declares `add_lanes` (ops/lanes.py)")
         for pn, (maps, init) in grown.tensors.items():
             plan.entries[f"{path}.{pn}"] = Entry(f"{path}.{pn}", maps, init)
