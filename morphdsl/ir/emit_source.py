@@ -38,7 +38,7 @@ def recover(g) -> Source | None:
     from ..syntax.parser import parse_file
     from .elaborate import load_spec
 
-    mod = getattr(g, "source_module", None)  # the parsed source kept by build (no disk read)
+    mod = g.source_module  # the parsed source kept by build (no disk read)
     if mod is None and (not g.filename or not Path(g.filename).is_file()):
         return None
     try:

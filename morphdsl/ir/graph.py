@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
@@ -104,6 +105,7 @@ class MorphGraph:
     filename: str | None = None
     history: list = field(default_factory=list)   # rewrites applied, in order
     setting_spans: dict = field(default_factory=dict)  # data/train setting -> its span
+    source_module: Any = None  # the parsed spec it was built from (emit keeps its comments)
 
     # --- queries
     def nodes(self):
