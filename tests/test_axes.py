@@ -168,3 +168,41 @@ def test_grow_maps_keep_every_old_entry_in_its_section(sections, units, unit, ex
     small = torch.full((sections, len(kept), unit), -1)
     small.view(-1)[torch.tensor(n, dtype=torch.long)] = old.view(-1)[torch.tensor(o, dtype=torch.long)]
     assert torch.equal(small, old[:, kept])
+
+
+@pytest.mark.parametrize("act,fn", [("swiglu", torch.nn.functional.silu), ("geglu", torch.nn.functional.gelu)])
+@pytest.mark.parametrize("lanes", [None, 2])
+def test_gated_mlp_computes_act_of_gate_times_up(act, fn, lanes):
+    """fc holds [gate; up] rows (per lane inside a partition); out = proj(act(gate) * up)."""
+    body = f"m: mlp(hidden = 8, act = {act})"
+    text = (f"model(features = 6) {{\n  p: partition(lanes = 2) {{\n    {body}\n  }}\n}}\n" if lanes
+            else f"model(features = 6) {{\n  {body}\n}}\n")
+    torch.manual_seed(0)
+    m = morphdsl.compile(text)
+    x = torch.randn(1, 3, 6)
+    path = "p.m" if lanes else "m"
+    sd = {k.removeprefix(path + "."): v for k, v in m.state_dict().items()}
+    with torch.no_grad():
+        if lanes:  # (L, 2H/L, C/L): each lane's rows are its [gate; up]
+            xs = x.view(1, 3, 2, 3)
+            h = torch.einsum("btli,loi->btlo", xs, sd["fc.weight"]) + sd["fc.bias"]
+            gate, up = h[..., :4], h[..., 4:]
+            y = torch.einsum("btli,loi->btlo", fn(gate) * up, sd["proj.weight"]) + sd["proj.bias"]
+            want = y.reshape(1, 3, 6)
+        else:
+            h = x @ sd["fc.weight"].T + sd["fc.bias"]
+            want = (fn(h[..., :8]) * h[..., 8:]) @ sd["proj.weight"].T + sd["proj.bias"]
+        torch.testing.assert_close(m(x), want, rtol=0, atol=1e-6)
+
+
+def test_gated_mlp_in_lanes_widens_exactly():
+    m = morphdsl.compile("model(features = 6) {\n  p: partition(lanes = 2) {\n"
+                         "    m: mlp(hidden = 8, act = swiglu)\n  }\n}\n")
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+    g = grow_model(m, "widen_mlp", by=4)
+    assert g.reports[0].ok and g.reports[0].max_abs_err < 1e-5
+    assert g.module.state_dict()["p.m.fc.weight"].shape == (2, 12, 3)  # per lane [gate; up], 6 + 6
+    with pytest.raises(GrowthError, match="multiple of 2"):
+        grow_model(m, "widen_mlp", by=3)
