@@ -128,3 +128,14 @@ def test_bad_modern_arguments_are_located_errors():
         with pytest.raises(morphdsl.MorphError, match=words) as e:
             morphdsl.build(text)
         assert e.value.line and e.value.column
+
+
+def test_bad_head_growth_is_a_located_growth_error(tmp_path, capsys):
+    from morphdsl.cli import main
+
+    for op, words in [("add_head(blocks.0.attn, n = 1, kv = 3)", "true or false"),
+                      ("add_head(blocks.0.attn, n = 1, kv = true)", "no kv_heads axis")]:
+        spec = LLAMA if "kv = 3" in op else ROOT / "specs" / "gpt_tiny.morph"
+        assert main(["grow", str(spec), "--op", op, "-o", str(tmp_path / "g.morph")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("--op 1:1:1: error:") and words in err and "hint:" in err, err

@@ -21,6 +21,9 @@ def add_head(graph, target=None, n: int = 1, kv: bool = False):
     """Add n heads to an attention layer (zero output columns: exact)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise GrowthError(f"add_head needs a positive head count n, got {n!r}")
+    if not isinstance(kv, bool):
+        raise GrowthError(f"add_head's `kv` is true or false, got {kv!r}",
+                          hint="`kv = true` adds key/value heads (grouped-query attention)")
     axis = "kv_heads" if kv else "heads"
     g = graph.copy()
     plan = TransferPlan()

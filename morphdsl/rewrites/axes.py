@@ -122,7 +122,7 @@ def find_sites(g, target, axis: str, what: str, chains: bool = False) -> list[Si
         if not hits:
             known = [s.path for s in sites]
             if t in g.dag and g.dag.nodes[t].kind == "op":
-                raise GrowthError(f"`{t}` is a `{g.dag.nodes[t]['op']}`, which has no {axis} axis to grow",
+                raise GrowthError(f"`{t}` is an op `{g.dag.nodes[t].op}` with no {axis} axis to grow",
                                   hint=("targets: " + ", ".join(known[:8])) if known else
                                   f"the model has no {what}")
             raise GrowthError(f"no {what} at `{t}`", hint=did_you_mean(t, known) or (
