@@ -44,7 +44,8 @@ DEFECTS = ("unlocated", "exception", "hang", "memory")
 WORDS = ["{", "}", "(", ")", "[", "]", ",", "=", ":", "->", ".", "*", "**", "-", "+", "/", "//",
          "%", "#", '"', "convex", "block", "use", "spec", "model", "data", "train", "grow",
          "residual", "parallel", "partition", "repeat", "pyramid", "embed", "pos_embed",
-         "attention", "mlp", "layernorm", "linear", "unembed", "relu", "softplus", "mix", "hull",
+         "attention", "rope", "sdpa", "kv_heads", "fraction", "theta", "mlp", "layernorm", "linear",
+         "unembed", "relu", "softplus", "mix", "hull",
          "petal", "identity", "scale", "lanes", "heads", "hidden", "dim", "vocab", "ctx", "join",
          "tie", "tok", "d", "x", "step", "add_head", "true", "none", "\n", "0", "1", "-1",
          "1e9", "0.5", '"x"', "max(1, 2)", "sqrt(-1)", "log2(0)", "\x00", "é", "\t", "\\"]

@@ -91,7 +91,7 @@ def test_lane_crossing_linear_caught_by_probe():
 def test_isolated_partition_has_block_diagonal_jacobian():
     m = morphdsl.compile(LANES.replace("x: linear(out = 8, lanes = 1)", ""))
     reps = V.lane_probe(m, T=4)
-    assert [(r.start, r.upto) for r in reps] == [("input", "part.attn"), ("part.m", "part.n")]
+    assert [(r.start, r.upto) for r in reps] == [("input", "part.attn.proj"), ("part.m", "part.n")]
     assert all(r.ok and r.max_cross == 0.0 and r.max_own > 0 for r in reps)
 
 
@@ -189,7 +189,7 @@ def test_add_lane_keeps_old_lane_blocks():
     grown = grow_model(m, "add_lane", target="part", verify=False).module
     x = torch.randn(1, 3, 8, dtype=torch.float64)
     J_old, (_, L, upto) = V.lane_jacobian(m, x)
-    assert (L, upto) == (4, "part.attn")
+    assert (L, upto) == (4, "part.attn.proj")  # the attention's output: its proj part
     C_new = grown.morph_graph.dag.nodes["tok"]["type"].channels
     assert C_new == 10
     x_new = torch.cat([x, torch.randn(1, 3, C_new - 8, dtype=torch.float64)], -1)

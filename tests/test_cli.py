@@ -132,8 +132,11 @@ def test_show_json(capsys):
     assert data["params"] == g.n_params() == sum(n["params"] for n in data["nodes"])
     paths = [n["path"] for n in data["nodes"]]
     assert paths == g.order
-    attn = data["nodes"][paths.index("blocks.0.attn")]
-    assert attn["op"] == "attention" and attn["shape"] == ["B", "T", 64] and attn["params"] > 0
+    qkv = data["nodes"][paths.index("blocks.0.attn.qkv")]  # attention is shown by its parts
+    assert qkv["op"] == "linear" and qkv["shape"] == ["B", "T", 192] and qkv["params"] > 0
+    parts = [n for n in data["nodes"] if n["part_of"] == "blocks.0.attn"]
+    assert [n["op"] for n in parts] == ["linear", "sdpa", "linear"]
+    assert parts[-1]["shape"] == ["B", "T", 64]
     regions = {r["path"]: r for r in data["regions"]}
     assert regions["blocks"]["params"] == regions["blocks.0"]["params"] * 2
     assert regions["blocks.0"]["kind"] == "block Block"
@@ -183,7 +186,8 @@ def test_graph_dot(tmp_path, capsys):
     assert text.startswith("digraph") and text.count("{") == text.count("}")
     assert len(declared) == g.dag.number_of_nodes() and len(edges) == g.dag.number_of_edges()
     assert all(a in declared and b in declared for a, b in edges)
-    assert 'label="p0.stem.attn\\nattention"' in text and "shape=circle" in text
+    assert 'label="p0.stem.attn (attention)"' in text and "shape=circle" in text  # a cluster of its parts
+    assert 'label="p0.stem.attn.sdpa\\nsdpa"' in text
     assert "cluster_" in text and "p0 (pyramid)" in text
 
 
@@ -194,7 +198,7 @@ def test_graph_mermaid(tmp_path, capsys):
     g = morphdsl.build(TINY)
     assert text.startswith("flowchart")
     assert len(re.findall(r"-->", text)) == g.dag.number_of_edges()
-    assert '["blocks.0.attn<br/>attention"]' in text and '(("+"))' in text
+    assert '["blocks.0.attn (attention)"]' in text and '["blocks.0.attn.qkv<br/>linear"]' in text and '(("+"))' in text
     lines = [ln.strip() for ln in text.splitlines()]
     assert sum(ln.startswith("subgraph ") for ln in lines) == lines.count("end") > 0
 

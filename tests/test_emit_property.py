@@ -5,7 +5,8 @@ the same outputs.
 Specs are generated from the constructs of docs/language.md: parameters, ops, `residual`,
 `parallel` with every join (and `split`), named groups, labelled and unlabelled block instances
 with 1-3 layers (also as parallel branches, blocks inside blocks, positional arguments),
-`repeat`, `partition`, `pyramid`, the `convex` modifier and comments; they are built from a file
+`repeat`, `partition`, `pyramid`, the `convex` modifier, attention with rope and grouped-query
+heads, attention's parts written out (`linear`, `rope`, `sdpa`, `linear`), and comments; they are built from a file
 (so the source's expressions and comments are used) and grown by zero to two random rewrites.
 The readable text is checked without the fallback (`emit(g, fallback=False)`), and so is the
 fully inlined text the fallback would use.
@@ -27,7 +28,7 @@ W = 8
 BLOCK_OPS = ["relu", "gelu", "layernorm", "tanh", "linear(out = w)", "mlp(hidden = k * w)",
              "attention(heads = 2)", "residual { layernorm  linear(out = w) }", "rep: repeat(2) { layernorm }"]
 INNER = ["B1(w = w)", "inner: B1(w, k)"]  # B2 and B3 may use B1
-LANE_OPS = ["layernorm", "relu", "mlp(hidden = 16)", "attention(heads = 2)", "mix",
+LANE_OPS = ["layernorm", "relu", "mlp(hidden = 16)", "attention(heads = 2)", "attention(heads = 2, rope = true)", "mix",
             "residual { layernorm  mlp(hidden = 16) }", "Lane"]
 
 
@@ -50,7 +51,13 @@ class Gen:
 
     def op(self, w):
         ops = ["layernorm", "relu", "gelu", "identity", "tanh", "rmsnorm", f"linear(out = {self.width(w)})",
-               f"mlp(hidden = {2 * w})", "scale(by = 0.5)"] + (["attention(heads = h)"] if w % 2 == 0 else [])
+               f"mlp(hidden = {2 * w})", "scale(by = 0.5)"]
+        if w % 2 == 0:  # attention, its modern forms, and its parts written out
+            ops += ["attention(heads = h)", "attention(heads = 2, rope = true)",
+                    "attention(heads = 2, kv_heads = 1, bias = false)"]
+            if self.draw(st.integers(0, 3)) == 0:
+                return (f"{self.label('a')} {{ qkv: linear(out = {3 * w})  rope(heads = 2)  sdpa(heads = 2)"
+                        f"  proj: linear(out = {w}) }}")
         return self.lab() + self.pick(ops) + self.pick(["", "", f"  # c{self.n}"])
 
     def call(self, w):

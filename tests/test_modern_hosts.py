@@ -108,10 +108,10 @@ def test_growth_on_modern_hosts_is_exact(path, op, kw):
 def test_gqa_head_growth_keeps_the_grouping():
     m = jiggled(LLAMA)
     g = grow_model(m, "add_head", target="blocks.0.attn", n=1)
-    r = g.module.morph_graph.dag.nodes["blocks.0.attn"]["resolved"]
+    r = g.module.morph_graph.unit("blocks.0.attn").resolved
     assert (r["heads"], r["kv_heads"]) == (6, 2)  # one more query head in each of the 2 groups
     k = grow_model(m, "add_head", target="blocks.0.attn", n=1, kv=True)
-    r = k.module.morph_graph.dag.nodes["blocks.0.attn"]["resolved"]
+    r = k.module.morph_graph.unit("blocks.0.attn").resolved
     assert (r["heads"], r["kv_heads"]) == (6, 3)  # a new group of 2 query heads
     old, new = m.state_dict(), g.module.state_dict()
     # query rows [group][head][hd]: group 1's old heads moved past group 0's new head

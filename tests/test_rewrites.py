@@ -62,7 +62,7 @@ def test_add_head_shapes():
 def test_add_head_in_lanes_adds_a_head_per_lane():
     res = grow(lanes_model().morph_graph, "add_head", target="lanes.blocks.0.attn")
     s = res.graph.param_shapes()
-    assert res.graph.dag.nodes["lanes.blocks.0.attn"]["resolved"]["heads"] == 8
+    assert res.graph.unit("lanes.blocks.0.attn").resolved["heads"] == 8
     assert s["lanes.blocks.0.attn.qkv.weight"] == (4, 3 * 2 * 16, 16)
 
 
@@ -165,7 +165,7 @@ def test_broken_rewrite_is_caught_and_names_the_node():
     try:
         with pytest.raises(VerifyError) as ei:
             grow_model(model(), "bad_add_head", target="blocks.1.attn")
-        assert ei.value.node == "blocks.1.attn"
+        assert ei.value.node == "blocks.1.attn.proj"  # the part whose output first differs
     finally:
         del REWRITES["bad_add_head"]
 
@@ -302,7 +302,7 @@ def test_insert_named_block_makes_a_heterogeneous_stack_that_round_trips():
     m = model()
     out = grow_model(m, "insert_block", target="blocks", at=2, block="B", args={"d": 16, "heads": 4})
     new = out.module
-    assert new.morph_graph.dag.nodes["blocks.2.attn"]["resolved"]["heads"] == 4 and out.reports[0].ok
+    assert new.morph_graph.unit("blocks.2.attn").resolved["heads"] == 4 and out.reports[0].ok
     text = morphdsl.emit(new.morph_graph)
     assert "repeat" not in text  # the blocks differ: written out one by one
     back = morphdsl.compile(text)

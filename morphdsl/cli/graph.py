@@ -1,7 +1,8 @@
 """`morphc graph FILE -o OUT.dot|OUT.mmd`: the model DAG as graphviz or a mermaid flowchart.
 
 Op nodes are labelled with their path and op; structural nodes (`blocks.0#add0`, joins,
-slices) are small circles; named regions (blocks, repeats, partitions) become nested clusters.
+slices) are small circles; named regions (blocks, repeats, partitions) and composite ops (an
+attention and its parts) become nested clusters.
 Edges carry the tensor width.
 """
 from __future__ import annotations
@@ -35,6 +36,8 @@ def region_tree(g) -> dict:
             new = {"nodes": [], "kids": {}, "kind": region_kind(region)}
             cur = cur["kids"].setdefault(path, new)
             last = path
+        if d.owner:  # a composite's parts (attention's qkv, sdpa, proj) sit in a cluster of it
+            cur = cur["kids"].setdefault(d.owner, {"nodes": [], "kids": {}, "kind": g.unit(d.owner).op})
         cur["nodes"].append(key)
     return tree
 

@@ -24,6 +24,7 @@ def node_rows(g) -> list[dict]:
         rows.append({"path": key, "op": d.op, "shape": list(t.dims),
                      "params": sum(prod(s) for s in d.get("param_shapes", {}).values()),
                      "lanes": d.get("lanes"), "inputs": list(d.get("inputs", [])),
+                     "part_of": d.owner,
                      "line": d.span.line if d.get("span") else None})
     return rows
 

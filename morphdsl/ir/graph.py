@@ -32,6 +32,8 @@ class Node(dict):
     span          where the spec says it (None for the input)
     lanes         the lane count of the innermost partition around it (None outside)
     regions       the (region, path) pairs around it, outermost first
+    owner         for a part of a composite op (`attn.qkv` of `attn: attention`): the
+                  composite's key; None otherwise (see `MorphGraph.units`)
     """
 
     __slots__ = ()
@@ -51,6 +53,9 @@ class Node(dict):
     span = _get("span")
     lanes = _get("lanes")
     regions = _get("regions")
+    owner = _get("owner")
+    parts = _get("parts")    # a composite's unit: its part keys, in order
+    output = _get("output")  # a composite's unit: the key of its last part
     del _get
 
 
@@ -116,8 +121,46 @@ class MorphGraph:
     def order(self) -> list[str]:
         return self.dag.graph["order"]
 
+    def units(self):
+        """(key, attrs) of every op *as written*, in order: a composite op (attention) appears
+        once, in place of its parts, with their parameters (`qkv.weight`, ...), its resolved
+        args and its input; inputs that are a composite's output name the composite. This is
+        the view growth works on: a rewrite resizes `attn`'s heads, not its parts."""
+        comp = self.dag.graph.get("units", {})
+        alias = {u.output: k for k, u in comp.items()}
+        out, seen = [], set()
+        for k in self.order:
+            d = self.dag.nodes[k]
+            if d.owner is not None:
+                if d.owner not in seen:
+                    seen.add(d.owner)
+                    out.append((d.owner, self.unit(d.owner)))
+                continue
+            if any(i in alias for i in d.inputs):
+                d = Node({**d, "inputs": [alias.get(i, i) for i in d.inputs]})
+            out.append((k, d))
+        return out
+
+    def unit(self, key: str) -> Node | None:
+        """The attrs of op `key` as written: a composite's unit, else its DAG node (None if
+        there is neither)."""
+        comp = self.dag.graph.get("units", {})
+        if key in comp:
+            u = comp[key]
+            alias = {v.output: k for k, v in comp.items()}
+            return Node({**u, "inputs": [alias.get(i, i) for i in u.inputs]})
+        return self.dag.nodes[key] if key in self.dag else None
+
+    def written(self, key: str) -> str:
+        """The key of the op as the spec writes it: a part's composite (`attn` for `attn.sdpa`),
+        else `key` itself. Verifier findings name this."""
+        d = self.dag.nodes[key] if key in self.dag else None
+        return d.owner if d is not None and d.owner else key
+
     def op_nodes(self, op: str | None = None):
-        return [(k, d) for k, d in self.nodes() if d.kind == "op" and (op is None or d.op == op)]
+        """(key, attrs) of the ops as written (`units`), all or those of one op: `attention`
+        finds `blocks.0.attn`; its parts are in `nodes()`."""
+        return [(k, d) for k, d in self.units() if d.kind == "op" and (op is None or d.op == op)]
 
     def param_shapes(self) -> dict[str, tuple]:
         """Every parameter's full name and shape, as in the compiled module's state dict."""

@@ -11,7 +11,8 @@ import math
 from ..errors import ShapeError, did_you_mean
 from ..limits import MAX_PARAMS, MAX_TENSOR, fmt_count
 from ..ops import get_op
-from .graph import IRGraph, OpInst, Region, TensorType
+from ..ops.registry import Part
+from .graph import IRGraph, Node, OpInst, Region, TensorType
 
 
 class Lowering:
@@ -115,10 +116,37 @@ class Lowering:
             raise ShapeError(f"`{it.op}` cannot run inside a partition", it.span, node=key,
                              hint="move it outside `partition { }`")
         regs = regions + ([(it, key)] if it.convex else [])
+        parts = op.parts(r)
+        if parts is not None:
+            return self.composite(it, key, parts, x, t, lanes, regs,
+                                  Node(kind="op", op=it.op, args=dict(it.args), resolved=r, type=ot,
+                                       in_types=[t], span=it.span, lanes=lanes, regions=regs,
+                                       param_shapes=shapes, buffer_shapes=buffers, convex=it.convex,
+                                       inputs=[x]))
         return self.node(key, [x], kind="op", op=it.op, args=dict(it.args), resolved=r, type=ot,
                          in_types=[t], span=it.span, lanes=lanes, regions=regs,
                          param_shapes=shapes, buffer_shapes=buffers,
                          convex=it.convex), ot
+
+    def composite(self, it: OpInst, key, parts, x, t, lanes, regs, unit: Node):
+        """Lower a composite op's parts in its scope (`attn.qkv`, `attn.sdpa`, ...); each part
+        node names its `owner`, and the composite is kept as a *unit* (MorphGraph.units)."""
+        def inst(p):
+            return OpInst(p.name, p.op, dict(p.args), it.span, False)
+
+        body = [inst(p) if isinstance(p, Part) else
+                Region("parallel", [Region("group", [inst(b)]) for b in p.branches],
+                       attrs={"join": p.join, "split": False}, span=it.span) for p in parts]
+        first = len(self.order)
+        y, u = self.seq(body, x, t, key, lanes, regs)
+        if u != unit.type:
+            raise ShapeError(f"`{it.op}` expands to parts that give {u}, not {unit.type}", it.span,
+                             node=key, hint="a bug in the op's `parts` rule")
+        keys = self.order[first:]
+        for k in keys:
+            self.g.nodes[k]["owner"] = key
+        self.g.graph.setdefault("units", {})[key] = Node(unit, parts=keys, output=y)
+        return y, u
 
     def check_sizes(self, it: OpInst, key: str, shapes: dict, buffers: dict) -> None:
         """One tensor past MAX_TENSOR, or all parameters past MAX_PARAMS: an error at the op."""

@@ -113,64 +113,72 @@ def rope_tables(T: int, rot: int, theta: float, device=None, dtype=torch.float32
     return ang.cos().to(dtype), ang.sin().to(dtype)
 
 
-def apply_rope(x: torch.Tensor, rot: int, theta: float) -> torch.Tensor:
-    """Rotate the first `rot` channels of each head of x (B, nh, T, hs) by position."""
-    T = x.shape[-2]
-    cos, sin = rope_tables(T, rot, theta, x.device, x.dtype)
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rot: int) -> torch.Tensor:
+    """Rotate the first `rot` channels of the last dim of x by (cos, sin), broadcast."""
     r, rest = x[..., :rot], x[..., rot:]
     h = rot // 2
     rotated = torch.cat([-r[..., h:], r[..., :h]], dim=-1)
     return torch.cat([r * cos + rotated * sin, rest], dim=-1)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention; with lanes, head h reads and writes only its lane.
+def split_qkv(x: torch.Tensor, heads: int, kv_heads: int, hs: int, lanes: int | None):
+    """q (B, nh, T, hs), k and v (B, nkv, T, hs) of a packed projection x (B, T, C).
 
-    Without `kv_heads` the projections are fused: qkv rows [q | k | v], each heads x head_dim.
-    With `kv_heads` (grouped-query attention, as in Llama) they are `q` (heads x head_dim rows,
-    grouped [kv_heads][heads / kv_heads][head_dim]) and `kv` ([k | v], kv_heads x head_dim each);
-    query head i reads key/value head i // (heads / kv_heads). `rope` rotates the first
-    `rot` channels of every query and key head by position (rotary embeddings, base `theta`).
-    """
+    Layout: [q | k | v] (nh, nkv, nkv heads of hs channels); inside lanes each lane holds its
+    own [q | k | v] (the per-lane rows of a lane linear)."""
+    B, T, _ = x.shape
+    if lanes:  # (B, T, L, 3, nh/L, hs)
+        qkv = x.view(B, T, lanes, 3, heads // lanes, hs)
+        return tuple(qkv[:, :, :, i].reshape(B, T, heads, hs).transpose(1, 2) for i in range(3))
+    q, k, v = x.split([heads * hs, kv_heads * hs, kv_heads * hs], dim=2)
+    return (q.view(B, T, heads, hs).transpose(1, 2), k.reshape(B, T, kv_heads, hs).transpose(1, 2),
+            v.reshape(B, T, kv_heads, hs).transpose(1, 2))
 
-    def __init__(self, dim, heads, head_dim, causal=True, bias=True, dropout=0.0, lanes=None,
-                 kv_heads=None, rot=0, theta=10000.0):
+
+class Rope(nn.Module):
+    """Rotary position embeddings on a packed [q | k | v] projection: the first `rot` channels
+    of every query and key head are rotated by position; values pass unchanged."""
+
+    def __init__(self, heads, kv_heads, head_dim, rot, theta=10000.0, lanes=None):
         super().__init__()
-        self.heads, self.head_dim, self.causal, self.dropout = heads, head_dim, causal, dropout
-        self.lanes, self.kv_heads, self.rot, self.theta = lanes, kv_heads, rot, theta
-        inner = heads * head_dim
-        self.inner = inner
-        if kv_heads is None:
-            self.qkv = make_linear(dim, 3 * inner, bias, lanes)
-        else:
-            self.q = make_linear(dim, inner, bias, None)
-            self.kv = make_linear(dim, 2 * kv_heads * head_dim, bias, None)
-        self.proj = make_linear(inner, dim, bias, lanes)
+        self.heads, self.kv_heads, self.hs = heads, kv_heads, head_dim
+        self.rot, self.theta, self.lanes = rot, theta, lanes
 
-    def forward(self, x):
+    def forward(self, x):  # (B, T, C) -> (B, T, C)
+        B, T, C = x.shape
+        cos, sin = rope_tables(T, self.rot, self.theta, x.device, x.dtype)
+        cos, sin = cos[:, None], sin[:, None]  # (T, 1, rot): over heads
+        hs = self.hs
+        if self.lanes:  # each lane's [q | k] rotated, its v kept
+            L = self.lanes
+            h = x.view(B, T, L, 3, self.heads // L, hs)
+            qk = rotate(h[:, :, :, :2], cos[:, None, None], sin[:, None, None], self.rot)
+            return torch.cat([qk, h[:, :, :, 2:]], dim=3).reshape(B, T, C)
+        nq, nk = self.heads * hs, self.kv_heads * hs
+        q = rotate(x[..., :nq].view(B, T, self.heads, hs), cos, sin, self.rot)
+        k = rotate(x[..., nq:nq + nk].view(B, T, self.kv_heads, hs), cos, sin, self.rot)
+        return torch.cat([q.reshape(B, T, nq), k.reshape(B, T, nk), x[..., nq + nk:]], dim=-1)
+
+
+class SDPA(nn.Module):
+    """Scaled dot-product attention over a packed [q | k | v] projection (causal by default);
+    query head i reads key/value head i // (heads / kv_heads) (grouped-query attention)."""
+
+    def __init__(self, heads, kv_heads, head_dim, causal=True, dropout=0.0, lanes=None):
+        super().__init__()
+        self.heads, self.kv_heads, self.hs = heads, kv_heads, head_dim
+        self.causal, self.dropout, self.lanes = causal, dropout, lanes
+
+    def forward(self, x):  # (B, T, (nh + 2 nkv) hs) -> (B, T, nh hs)
         B, T, _ = x.shape
-        nh, hs = self.heads, self.head_dim
-        if self.kv_heads is not None:
-            q = self.q(x).view(B, T, nh, hs).transpose(1, 2)
-            k, v = (t.reshape(B, T, self.kv_heads, hs).transpose(1, 2)
-                    for t in self.kv(x).split(self.kv_heads * hs, dim=2))
-        elif self.lanes:  # (B, T, L, 3, nh/L, hs): each lane holds its own heads' q, k, v
-            qkv = self.qkv(x).view(B, T, self.lanes, 3, nh // self.lanes, hs)
-            q, k, v = (qkv[:, :, :, i].reshape(B, T, nh, hs).transpose(1, 2) for i in range(3))
-        else:
-            q, k, v = self.qkv(x).split(self.inner, dim=2)
-            q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-            k = k.view(B, T, nh, hs).transpose(1, 2)
-            v = v.view(B, T, nh, hs).transpose(1, 2)
-        if self.rot:
-            q, k = apply_rope(q, self.rot, self.theta), apply_rope(k, self.rot, self.theta)
-        if self.kv_heads is not None and self.kv_heads != nh:
+        nh = self.heads
+        q, k, v = split_qkv(x, nh, self.kv_heads, self.hs, self.lanes)
+        if self.kv_heads != nh:
             g = nh // self.kv_heads
             k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).reshape(B, T, self.inner)  # (B, T, nh*hs)
-        return self.proj(y)
+        return y.transpose(1, 2).reshape(B, T, nh * self.hs)
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:

@@ -128,10 +128,35 @@ class Op:
             return LaneGrowth()
         return None
 
+    # --- composition
+    def parts(self, r: dict) -> list | None:
+        """The ops this op is built from in the IR (a list of `Part` and `Branches`), or None
+        for an op that is one node. A composite op (attention: projections, rope, sdpa, output
+        projection) still owns its axes and growth rules, stated over its parts' parameters
+        (`qkv.weight` is part `qkv`'s `weight`); analysis and compilation see the parts."""
+        return None
+
     def zero_output(self, module) -> bool:
         """Make the module's output exactly zero for every input (for identity insertion).
         Returns False when this op cannot do it."""
         return False
+
+
+@dataclass(frozen=True)
+class Part:
+    """One op of a composite: `name: op(args)` inside the composite's scope."""
+
+    name: str
+    op: str
+    args: dict
+
+
+@dataclass(frozen=True)
+class Branches:
+    """Parallel parts of a composite, each reading the composite's input, joined by `join`."""
+
+    join: str
+    branches: tuple  # of Part, one per branch
 
 
 def _prod(s):

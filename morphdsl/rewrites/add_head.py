@@ -29,7 +29,7 @@ def add_head(graph, target=None, n: int = 1, kv: bool = False):
     plan = TransferPlan()
     notes = []
     for site in find_sites(g, target, axis, "grouped-query attention layer" if kv else "attention layer"):
-        before = g.dag.nodes[site.path].resolved["heads"]
+        before = g.unit(site.path).resolved["heads"]
         grow_site(g, plan, site, n * (site.lanes or 1))
         after = opinst(g, site.path).args["heads"]
         notes.append(f"{site.path}: heads {before} -> {after}" +

@@ -39,12 +39,12 @@ def add_lane(graph, target=None, n: int = 1):
     L = preg.attrs["lanes"]
     if g.input_type.channels is not None:
         raise GrowthError("add_lane grows token models whose embed feeds the partition")
-    C = next(d.in_types[0].channels for _, d in g.nodes() if d.get("lanes") == L)  # entering it
+    C = next(d.in_types[0].channels for _, d in g.units() if d.get("lanes") == L)  # entering it
     c, L2 = C // L, L + n
     C2 = C + n * c
     plan = TransferPlan()
-    tied = any(d.resolved.get("tie") for _, d in g.nodes())
-    for path, d in g.nodes():
+    tied = any(d.resolved.get("tie") for _, d in g.units())
+    for path, d in g.units():
         if d.kind != "op":
             continue
         inside = d.get("lanes") is not None

@@ -44,7 +44,7 @@ def _scopes(key: str) -> set:
 def op_sites(g, axis: str) -> list[Site]:
     """Sites of ops that declare a resizable `axis`."""
     out = []
-    for key, d in g.nodes():
+    for key, d in g.units():
         if d.kind != "op":
             continue
         ax = get_op(d.op).axes(d.resolved).get(axis)
@@ -55,7 +55,7 @@ def op_sites(g, axis: str) -> list[Site]:
 
 def _passes(g, key) -> bool:
     """A node that maps channels one to one with no parameters (so new channels stay apart)."""
-    d = g.dag.nodes[key]
+    d = g.unit(key)
     if d.kind != "op" or d.get("param_shapes") or d.get("buffer_shapes") or d.get("residual"):
         return False
     op = get_op(d.op)
@@ -66,7 +66,7 @@ def _passes(g, key) -> bool:
 def chain_sites(g) -> list[Site]:
     """Hidden axes spanning a linear -> (channel-wise ops) -> linear chain."""
     out = []
-    for key, d in g.nodes():
+    for key, d in g.units():
         if d.kind != "op":
             continue
         inn = get_op(d.op).axes(d.resolved).get("in")
@@ -77,7 +77,7 @@ def chain_sites(g) -> list[Site]:
             n = todo.pop()
             if n in inner or n in producers:
                 continue
-            nd = g.dag.nodes[n]
+            nd = g.unit(n)
             ax = get_op(nd.op).axes(nd.resolved).get("out") if nd.kind == "op" else None
             if ax is not None and ax.resizable and ax.lanes == inn.lanes:
                 producers.append(n)
@@ -90,7 +90,7 @@ def chain_sites(g) -> list[Site]:
         ok = ok and producers and all(set(g.dag.successors(n)) <= members | {key} for n in members)
         if not ok:
             continue
-        axes = [(p, get_op(g.dag.nodes[p].op).axes(g.dag.nodes[p].resolved)["out"])
+        axes = [(p, get_op(g.unit(p).op).axes(g.unit(p).resolved)["out"])
                 for p in producers]
         if any(ax.size != inn.size for _, ax in axes):
             continue
@@ -121,8 +121,9 @@ def find_sites(g, target, axis: str, what: str, chains: bool = False) -> list[Si
         hits = [s for s in sites if any(fnmatch.fnmatchcase(n, t) for n in s.names)]
         if not hits:
             known = [s.path for s in sites]
-            if t in g.dag and g.dag.nodes[t].kind == "op":
-                raise GrowthError(f"`{t}` is an op `{g.dag.nodes[t].op}` with no {axis} axis to grow",
+            u = g.unit(t)
+            if u is not None and u.kind == "op":
+                raise GrowthError(f"`{t}` is an op `{u.op}` with no {axis} axis to grow",
                                   hint=("targets: " + ", ".join(known[:8])) if known else
                                   f"the model has no {what}")
             raise GrowthError(f"no {what} at `{t}`", hint=did_you_mean(t, known) or (
@@ -140,7 +141,8 @@ def _entries(g, plan: TransferPlan, site: Site, maps_of) -> None:
     otherwise; an "out" slice's new units are zeroed after the copy in any case, so nothing
     reads a new unit, whatever else grew in that tensor."""
     for key, ax in site.parts:
-        shapes = {**g.dag.nodes[key].param_shapes, **g.dag.nodes[key].buffer_shapes}
+        u = g.unit(key)
+        shapes = {**u.param_shapes, **u.buffer_shapes}
         lead = 1 if ax.lanes else 0
         for sl in ax.slices:
             name = f"{key}.{sl.param}"
@@ -168,7 +170,7 @@ def _zero_new(name: str, dim: int, kept_new: list):
 def _resize(g, site: Site, n: int) -> None:
     for key, axis in site.resize:
         inst = opinst(g, key)
-        inst.args = get_op(inst.op).resize(axis, dict(inst.args), g.dag.nodes[key].resolved, n)
+        inst.args = get_op(inst.op).resize(axis, dict(inst.args), g.unit(key).resolved, n)
 
 
 def grow_site(g, plan: TransferPlan, site: Site, by: int) -> None:

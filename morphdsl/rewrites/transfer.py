@@ -115,7 +115,7 @@ def apply_plan(plan: TransferPlan, old_module: nn.Module, new_module: nn.Module)
             move(e, old[e.src], t)
     for path in plan.zero_output:
         g = getattr(new_module, "morph_graph", None)
-        opname = g.dag.nodes[path].op if g is not None else None
+        opname = g.unit(path).op if g is not None else None
         ok = get_op(opname).zero_output(new_module.get_submodule(path)) if opname else False
         if not ok:
             raise ValueError(f"cannot zero the output of {path}")

@@ -42,7 +42,7 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.1, seed: int = 0):
         raise GrowthError("widen_embed widens token models (with an `embed`); this one takes features")
     g = graph.copy()
     plan = TransferPlan()
-    nodes = g.nodes()
+    nodes = g.units()
     succ = {i: k2 for k2, d in nodes for i in d.inputs}
     roles = _roles(g)
     for n, (path, d) in enumerate(nodes):
@@ -51,8 +51,8 @@ def widen_embed(graph, factor: int = 2, noise: float = 0.1, seed: int = 0):
         if d.get("lanes") or d.resolved.get("lanes"):
             raise GrowthError(f"`{path}` runs in lanes; widen a partitioned model with add_lane")
         op, r = get_op(d.op), d.resolved
-        nxt = g.dag.nodes[succ[path]] if path in succ else None
-        prev = g.dag.nodes[d.inputs[0]] if d.inputs else None
+        nxt = g.unit(succ[path]) if path in succ else None
+        prev = g.unit(d.inputs[0]) if d.inputs else None
         ctx = WidenCtx(k, noise, seed + n, role=roles.get(path, "stream"),
                        tied_next=bool(nxt and nxt.resolved.get("tie")),
                        after_absorber=bool(prev and prev.kind == "op" and get_op(prev.op).absorbs_scale))

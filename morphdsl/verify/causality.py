@@ -40,9 +40,11 @@ def causality(g: MorphGraph) -> list[Finding]:
         if d.kind != "op":
             continue
         op = get_op(d.op)
-        if _positions(op, d.resolved) == "noncausal":
-            shown = f"{d['op']}(causal = false)" if d.op == "attention" else f"`{d['op']}`"
-            out.append(Finding(key, d.get("span"), f"{shown} lets position t see the future"))
+        if _positions(op, d.resolved) == "noncausal":  # named as written (`attn`, not `attn.sdpa`)
+            at = g.written(key)
+            u = g.unit(at)
+            shown = f"{u.op}(causal = false)" if "causal" in get_op(u.op).Args.model_fields else f"`{u.op}`"
+            out.append(Finding(at, d.get("span"), f"{shown} lets position t see the future"))
     return out
 
 

@@ -38,6 +38,7 @@ def _result(g: MorphGraph, rio: RegionIO, c: Curv) -> RegionCurvature:
     if c.curvature == "concave":
         node, why = rio.output, "the region is concave in its input, not convex"
     span = g.dag.nodes[node].get("span") if node else None
+    node = g.written(node) if node else node
     return RegionCurvature(rio.path, rio.kind, bool(getattr(rio.region, "convex", False)),
                            c.curvature, why, node, span or rio.span)
 

@@ -61,7 +61,7 @@ def check_lanes(g: MorphGraph) -> None:
                 continue  # a finer split than the partition's keeps its lanes apart too
             shown = f"{d['op']}(lanes = {d['args']['lanes']})" if "lanes" in d.args else f"`{d['op']}`"
             raise VerifyError(f"{shown} mixes lanes inside partition(lanes = {L}): use a declared mixer",
-                              d.get("span"), node=key, hint=HINT)
+                              d.get("span"), node=g.written(key), hint=HINT)
 
 
 @dataclass
