@@ -207,7 +207,10 @@ def _read_json(path: PathLike, kind: str | None = None) -> Any:
 
 def make_tokenizer(kind: str, texts: Iterable[str] = (), vocab_size: int | None = None
                    ) -> ByteTokenizer | CharTokenizer | BPETokenizer:
-    """A tokenizer of `kind` ("byte", "char" or "bpe") built from `texts`."""
+    """A tokenizer of `kind` ("byte", "char" or "bpe") built from `texts`, or "hf:DIR": the
+    Hugging Face tokenizer in DIR/tokenizer.json (as `morphc import` writes it into a spec)."""
+    if kind.startswith("hf:"):
+        return hf_tokenizer(kind[3:])
     canonical = _KINDS.get(kind.lower())
     if canonical == "byte":
         if vocab_size not in (None, 256):
@@ -218,6 +221,19 @@ def make_tokenizer(kind: str, texts: Iterable[str] = (), vocab_size: int | None 
     if canonical == "bpe":
         return BPETokenizer.train(texts, 512 if vocab_size is None else vocab_size)
     raise DataError(f"unknown tokenizer kind {kind!r}", hint="use one of: byte, char, bpe")
+
+
+def hf_tokenizer(directory: PathLike) -> BPETokenizer:
+    """The tokenizer.json of a Hugging Face model directory (loaded with `tokenizers`)."""
+    path = Path(directory) / "tokenizer.json"
+    if not path.is_file():
+        raise DataError(f"no tokenizer.json in {str(directory)!r}",
+                        hint="`tokenizer = \"hf:DIR\"` names a Hugging Face model directory with a "
+                             "tokenizer.json (a fast tokenizer)")
+    try:
+        return BPETokenizer.load(path)
+    except Exception as exc:  # noqa: BLE001 - the tokenizers library's parse errors
+        raise DataError(f"cannot read {str(path)!r}: {str(exc).splitlines()[0][:160]}") from None
 
 
 def load_tokenizer(path: PathLike) -> ByteTokenizer | CharTokenizer | BPETokenizer:

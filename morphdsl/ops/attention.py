@@ -20,6 +20,7 @@ from typing import Optional
 
 from .axes import Axis, Slice
 from .basic import check_lanes, need_features
+from .external import Ext, Fused
 from .lanes import per_lane
 from .modules import SDPA, Rope
 from .registry import Args, Branches, Facts, Op, Part, register
@@ -211,6 +212,27 @@ class AttentionOp(Op):
 
     def facts(self, r):
         return Facts("unknown", why="softmax attention is not convex")
+
+    def external(self, r, style):
+        """GPT-2: fused c_attn / c_proj (Conv1D, transposed); Llama: q_proj, k_proj, v_proj,
+        o_proj (`kv` is [k_proj; v_proj], a fused `qkv` is [q_proj; k_proj; v_proj])."""
+        if r.get("lanes") or r.get("rot") and style == "conv1d":
+            return None
+        b, inner, hd, kv = r.get("bias", True), r["heads"] * r["head_dim"], r["head_dim"], r.get("kv_heads")
+        if style == "conv1d":
+            if kv is not None:
+                return None
+            out = {"qkv.weight": Ext(("c_attn.weight",), True), "proj.weight": Ext(("c_proj.weight",), True)}
+            return {**out, **({"qkv.bias": Ext(("c_attn.bias",)), "proj.bias": Ext(("c_proj.bias",))} if b else {})}
+        qkv = {"qkv": Fused(("q_proj", "k_proj", "v_proj"), sizes=(inner,) * 3)} if kv is None else \
+            {"q": Ext(("q_proj",)), "kv": Fused(("k_proj", "v_proj"), sizes=(kv * hd,) * 2)}
+        qkv["proj"] = Ext(("o_proj",))
+        out = {}
+        for p, e in qkv.items():
+            for t in ("weight",) + (("bias",) if b else ()):
+                names = tuple(f"{n}.{t}" for n in e.names)
+                out[f"{p}.{t}"] = Fused(names, sizes=e.sizes) if isinstance(e, Fused) else Ext(names)
+        return out
 
     def axes(self, r):
         b, hd, kv = r.get("bias", True), r["head_dim"], r.get("kv_heads")

@@ -6,6 +6,7 @@ from typing import Optional
 import torch.nn as nn
 
 from .axes import Axis, Slice
+from .external import plain
 from .modules import Norm, PosEmbed, make_linear
 from .lanes import LaneGrowth, per_lane
 from .widen import Widened, copies, reads_stream, rep
@@ -58,6 +59,9 @@ class Embed(Op):
     def widen(self, r, ctx):
         return Widened(args={"dim": ctx.k * r["dim"]}).add("weight", copies(ctx, 1))
 
+    def external(self, r, style):
+        return plain("weight")
+
     def add_lanes(self, r, ctx):  # new columns; zero when a tied unembed reads them back
         if ctx.inside:
             return None
@@ -99,6 +103,9 @@ class PosEmbedOp(Op):
     def add_lanes(self, r, ctx):
         return None if ctx.inside else LaneGrowth().add("weight", (None, ctx.channels))
 
+    def external(self, r, style):
+        return plain("weight")
+
 
 class _NormOp(Op):
     lanes_ok = True
@@ -135,6 +142,9 @@ class _NormOp(Op):
 
     def saved_per_token(self, r, out, ctx):  # output, mean and 1/std
         return out + 2
+
+    def external(self, r, style):
+        return None if r.get("lanes") else plain(*self.param_shapes(r))
 
     def add_lanes(self, r, ctx):  # per lane: its gains and biases keep the old channels
         if not ctx.inside:
@@ -280,6 +290,9 @@ class Unembed(Op):
 
     def saved_per_token(self, r, out, ctx):  # logits, log-softmax (cross-entropy), their gradient
         return 3 * out
+
+    def external(self, r, style):  # tied: nothing of its own
+        return None if r.get("bias") else plain(*self.param_shapes(r))
 
     def add_lanes(self, r, ctx):  # untied: zero columns for the new channels
         if ctx.inside:

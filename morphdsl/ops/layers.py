@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from .axes import Axis, Slice
+from .external import Ext, Fused, plain
 from .basic import check_lanes, need_features
 from .modules import GATED, MLP
 from .lanes import per_lane
@@ -74,6 +75,26 @@ class MLPOp(Op):
         w = Widened(args={"hidden": r["hidden"]}, drop=("mult",))
         w.add("fc.weight", reads_stream(ctx), copies(ctx, 1)).add("proj.weight", copies(ctx, 0))
         return w.add("proj.bias", copies(ctx, 0)) if r.get("bias", True) else w
+
+    def external(self, r, style):
+        """GPT-2: c_fc / c_proj (Conv1D, transposed); Llama: gate_proj + up_proj / down_proj."""
+        if r.get("lanes"):
+            return None
+        b = r.get("bias", True)
+        if style == "conv1d":
+            if r.get("act") in GATED:
+                return None
+            out = {"fc.weight": Ext(("c_fc.weight",), True), "proj.weight": Ext(("c_proj.weight",), True)}
+            return {**out, **({"fc.bias": Ext(("c_fc.bias",)), "proj.bias": Ext(("c_proj.bias",))} if b else {})}
+        if r.get("act") not in GATED:
+            return None
+        H = r["hidden"]
+        out = {"fc.weight": Fused(("gate_proj.weight", "up_proj.weight"), sizes=(H, H)),
+               "proj.weight": Ext(("down_proj.weight",))}
+        if b:
+            out.update({"fc.bias": Fused(("gate_proj.bias", "up_proj.bias"), sizes=(H, H)),
+                        "proj.bias": Ext(("down_proj.bias",))})
+        return out
 
     def build(self, r):
         return MLP(r["dim"], r["hidden"], r.get("act", "gelu"), r.get("bias", True),

@@ -128,6 +128,13 @@ class Op:
             return LaneGrowth()
         return None
 
+    # --- external names (ops/external.py)
+    def external(self, r: dict, style: str) -> dict | None:
+        """How another framework stores this op's parameters: {param: Ext} relative to the op's
+        external module path, for `style` "conv1d" (GPT-2) or "linear" (Llama); None: it
+        cannot be written in that style."""
+        return None
+
     # --- composition
     def parts(self, r: dict) -> list | None:
         """The ops this op is built from in the IR (a list of `Part` and `Branches`), or None
