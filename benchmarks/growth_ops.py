@@ -2,15 +2,17 @@
 
     .venv/bin/python -m benchmarks.growth_ops [--depths 4 8 16 32] [--quick]
 
-For specs/gpt_host.morph (4 layers, d=256) and the same host at several depths: the time of the
-rewrite (graph edit + re-lower), compile (fx + fresh init), weight transfer (apply_plan),
-optimizer transfer and the identity check, as a ratio to one training step (forward + backward +
-AdamW on a batch of 8 x 128 tokens) measured in the same run; and the peak resident memory of a
+For specs/gpt_host.morph (4 layers, d=256) and the same host at several depths, one growth
+through morphdsl.growth.GrowthTransaction with its stages timed: the rewrite (graph edit +
+re-lower), the static checks of the grown graph, compile (fx + fresh init), weight transfer,
+optimizer transfer (one new AdamW), slice metadata and the identity check, as a ratio to one
+training step (forward + backward + AdamW on a batch of 8 x 128 tokens) measured in the same run; and the peak resident memory of a
 growth step relative to the model's parameter bytes: `held` counts the tensors the step
 allocates (new weights + moved optimizer state); `ΔRSS` is the rise of the process's peak
 resident memory (Linux VmHWM, reset before the step; often ~0, as the allocator reuses memory
-freed by the training step). "growth / step" = (rewrite + compile + weights + optimizer) / step;
-the identity check is listed apart (it runs the model twice, plus a node-by-node pass on failure).
+freed by the training step). "growth" = rewrite + checks + compile + weights + optimizer + meta;
+"+ identity" adds the identity check (one forward of each model on a 2 x 16 probe; the
+node-by-node pass runs only on a mismatch).
 Prints markdown tables.
 """
 from __future__ import annotations
@@ -23,10 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import morphdsl
-from morphdsl.compile import compile_graph
-from morphdsl.rewrites import grow
-from morphdsl.rewrites.transfer import apply_plan, transfer_optimizer
-from morphdsl.verify.identity import identity
+from morphdsl.growth import GrowthTransaction
 
 HOST = Path(__file__).resolve().parents[1] / "specs" / "gpt_host.morph"
 
@@ -66,31 +65,21 @@ def train_step_time(m, opt, B=8, T=128, reps=3):
     return min(ts[1:])  # the first step pays one-time costs
 
 
-def growth_times(m, opt, op, args):
+def growth_times(m, opt, op, args, share=False):
+    """One growth through a GrowthTransaction (the path training uses), its stages timed."""
     can_reset = _rss_peak_reset()
     base = _vm("VmRSS:")
-    t = {}
     t0 = time.perf_counter()
-    res = grow(m.morph_graph, op, **args)
-    t["rewrite"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    new = compile_graph(res.graph)
-    t["compile"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    apply_plan(res.plan, m, new)
-    t["weights"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    nopt = transfer_optimizer(res.plan, opt, m, new)
-    t["optimizer"] = time.perf_counter() - t0
+    r = GrowthTransaction(m, opt, share=share).apply(op, args)
+    total = time.perf_counter() - t0
+    t = dict(r.times)
+    t["total"] = total
     t["peak_mem"] = (_vm("VmHWM:") - base) if can_reset else float("nan")
     # bytes the growth step allocates and holds: the new weights and the moved optimizer state
-    t["held"] = sum(p.numel() * p.element_size() for p in new.parameters()) + sum(
-        v.numel() * v.element_size() for st in nopt.state.values() for v in st.values()
+    t["held"] = sum(p.numel() * p.element_size() for p in r.module.parameters()) + sum(
+        v.numel() * v.element_size() for st in r.optimizer.state.values() for v in st.values()
         if isinstance(v, torch.Tensor))
-    t0 = time.perf_counter()
-    rep = identity(m, new, batch=2, seq=64)
-    t["verify"] = time.perf_counter() - t0
-    assert rep.ok, str(rep)
+    assert r.report.ok, str(r.report)
     return t
 
 
@@ -102,22 +91,27 @@ def prepared(text):
     return m, opt, step
 
 
-def best_of(m, opt, op, args, repeats):
+def best_of(m, opt, op, args, repeats, share=False):
     """Per-component minimum over `repeats` growths (the machine may be shared: min is robust)."""
-    runs = [growth_times(m, opt, op, args) for _ in range(repeats)]
+    runs = [growth_times(m, opt, op, args, share) for _ in range(repeats)]
     return {k: min(r[k] for r in runs) for k in runs[0]}
 
 
+PHASES = ("rewrite", "checks", "compile", "weights", "optimizer", "meta")
+
+
 def row(label, nparams, step, t):
-    grow_s = t["rewrite"] + t["compile"] + t["weights"] + t["optimizer"]
+    grow_s = sum(t[k] for k in PHASES)
     mem, held = t["peak_mem"] / (4 * nparams), t["held"] / (4 * nparams)
-    return (f"| {label} | {nparams / 1e6:.2f}M | {t['rewrite'] * 1e3:.0f} | {t['compile'] * 1e3:.0f} | "
-            f"{t['weights'] * 1e3:.0f} | {t['optimizer'] * 1e3:.0f} | {t['verify'] * 1e3:.0f} | "
-            f"{step * 1e3:.0f} | {grow_s / step:.2f} | {held:.2f} | {mem:.2f} |")
+    ms = " | ".join(f"{t[k] * 1e3:.1f}" for k in PHASES + ("identity",))
+    return (f"| {label} | {nparams / 1e6:.2f}M | {ms} | {grow_s * 1e3:.1f} | "
+            f"{(grow_s + t['identity']) * 1e3:.1f} | {step * 1e3:.0f} | {grow_s / step:.2f} | "
+            f"{(grow_s + t['identity']) / step:.2f} | {held:.2f} | {mem:.2f} |")
 
 
-HEADER = ("| case | params | rewrite ms | compile ms | weights ms | optim ms | verify ms | "
-          "train step ms | growth / step | held / model bytes | ΔRSS peak / model bytes |\n|" + "---|" * 11)
+HEADER = ("| case | params | rewrite | checks | compile | weights | optim | meta | identity | "
+          "growth ms | + identity ms | train step ms | growth / step | + identity / step | "
+          "held / model bytes | ΔRSS peak / model bytes |\n|" + "---|" * 16)
 
 
 def main(argv=None):
@@ -125,6 +119,8 @@ def main(argv=None):
     ap.add_argument("--depths", type=int, nargs="+", default=[4, 8, 16, 32])
     ap.add_argument("--quick", action="store_true", help="depths 4 and 8 only")
     ap.add_argument("--repeats", type=int, default=3, help="growths per case (min is reported)")
+    ap.add_argument("--share", action="store_true",
+                    help="hand unchanged tensors' optimizer state over without a copy")
     a = ap.parse_args(argv)
     depths = [4, 8] if a.quick else a.depths
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -136,12 +132,12 @@ def main(argv=None):
     growth_times(m, opt, "add_head", {"n": 1})  # warm-up: first-call costs (imports, allocator)
     for op, args in [("add_head", {"n": 1}), ("widen_mlp", {"by": 256}),
                      ("insert_block", {"target": "blocks", "at": 2})]:
-        print(row(op, n, step, best_of(m, opt, op, args, a.repeats)), flush=True)
+        print(row(op, n, step, best_of(m, opt, op, args, a.repeats, a.share)), flush=True)
     print("\ninsert_block at the middle, scaling with depth:\n")
     print(HEADER)
     for L in depths:
         m, opt, step = prepared(host_text(L))
-        t = best_of(m, opt, "insert_block", {"target": "blocks", "at": L // 2}, a.repeats)
+        t = best_of(m, opt, "insert_block", {"target": "blocks", "at": L // 2}, a.repeats, a.share)
         print(row(f"{L} layers", m.morph_graph.n_params(), step, t), flush=True)
 
 

@@ -22,7 +22,7 @@ from morphdsl.train.loop import read_jsonl
 from tests.test_train import _env, cache, spec  # noqa: F401
 
 FILES = ["model.safetensors", "spec.morph", "optimizer.safetensors", "optimizer.json",
-         "rng.safetensors", "rng.json", "state.json", "tokenizer.json"]
+         "rng.safetensors", "rng.json", "state.json", "tokenizer.json", "meta.json"]
 TRAINING_ONLY = {"optimizer.safetensors", "optimizer.json", "rng.safetensors", "rng.json"}
 COMMANDS = {"eval": lambda run: ["eval", run, "--json"],
             "sample": lambda run: ["sample", run, "--tokens", "4"],

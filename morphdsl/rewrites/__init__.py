@@ -29,7 +29,7 @@ RULES = (add_head.add_head, widen_mlp.widen_mlp, prune_units.prune_units, insert
          widen_embed.widen_embed, add_lane.add_lane, add_petals.add_petals, grow_pyramid.grow_pyramid)
 assert {f.__name__ for f in RULES} <= set(REWRITES)
 
-__all__ = ["grow", "grow_model", "Grown", "RewriteResult", "TransferPlan", "apply_plan",
+__all__ = ["grow", "grow_model", "rewrite_only", "Grown", "RewriteResult", "TransferPlan", "apply_plan",
            "transfer_optimizer", "blend", "REWRITES", "RULES"]
 
 
@@ -39,6 +39,19 @@ def _steps(op, args):
     if args:
         raise TypeError("give keyword args per step when composing: [(op, {args}), ...]")
     return [(o, dict(a)) for o, a in op]
+
+
+def rewrite_only(graph, op, args, module=None) -> RewriteResult:
+    """Run rewrite `op(**args)` on a copy of `graph` (no static checks); `module`'s weights are
+    read only by rewrites that need them (prune_units)."""
+    rd = get_rewrite(op)
+    if rd.needs_weights:
+        args = {**args, "state": module.state_dict() if module is not None else None}
+    try:
+        inspect.signature(rd.fn).bind(graph, **args)
+    except TypeError as e:
+        raise GrowthError(f"bad arguments for `{op}`: {e}", hint=rd.doc) from None
+    return rd.fn(graph, **args)
 
 
 def _call(graph, op, args, state=None) -> RewriteResult:
@@ -71,35 +84,25 @@ class Grown:
     optimizer: object = None            # the new optimizer (None when none was given)
     results: list = field(default_factory=list)   # RewriteResult per step
     reports: list = field(default_factory=list)   # IdentityReport per step (None if not run)
+    meta: object = None                 # the grown module's ParamMeta (morphdsl.growth)
 
 
 def grow_model(module, op, optimizer=None, verify=True, new_lr_scale=None, atol=1e-5,
-               before_compile=None, **args) -> Grown:
+               before_compile=None, meta=None, step=0, **args) -> Grown:
     """Grow a compiled module; move weights and optimizer state; verify exact rewrites.
     `before_compile(graph)` sees each grown graph before anything of it is allocated (e.g. a
-    memory check that raises)."""
-    from ..compile import compile_graph
-    from ..verify.identity import identity
+    memory check that raises). One GrowthTransaction per step (morphdsl.growth): a failing step
+    raises (IdentityError, a VerifyError, when an exact rewrite changed the function) and leaves
+    `module` and `optimizer` as they were; the grown module's metadata is `.module.morph_meta`."""
+    from ..growth import GrowthTransaction
 
+    txn = GrowthTransaction(module, optimizer, meta, step=step, verify=verify, atol=atol,
+                            new_lr_scale=new_lr_scale, before_compile=before_compile)
     out = Grown(module, optimizer)
     for o, a in _steps(op, args):
-        old = out.module
-        res = _call(old.morph_graph, o, a, state=old.state_dict())
-        if before_compile is not None:
-            before_compile(res.graph)
-        new = compile_graph(res.graph)
-        p = next(iter(old.parameters()), None)
-        if p is not None:
-            new = new.to(device=p.device, dtype=p.dtype)
-        apply_plan(res.plan, old, new)
-        new.train(old.training)
-        rep = identity(old, new, atol=atol, rtol=atol) if verify else None
-        if rep is not None and res.exact and not rep.ok:
-            raise VerifyError(f"`{o}` changed the function: {rep}", node=rep.node,
-                              hint="the rewrite's transfer plan is not function-preserving here")
-        if out.optimizer is not None:
-            out.optimizer = transfer_optimizer(res.plan, out.optimizer, old, new, new_lr_scale)
-        out.module = new
-        out.results.append(res)
-        out.reports.append(rep)
+        r = txn.apply(o, a)
+        out.module, out.optimizer = r.module, r.optimizer
+        out.results.append(r.rewrite)
+        out.reports.append(r.report)
+    out.meta = txn.meta
     return out

@@ -6,6 +6,9 @@ moment leaves the previous checkpoint loadable. After a save the newest older ch
 kept too (so there is one to fall back to) and the rest are removed, as are the temp dirs of
 killed writes. Its files (ckpt_files.py) hold no pickle.
 
+`meta.json` holds the per-parameter slice metadata (`module.morph_meta`, or the `meta` given);
+a loaded module carries it back as `module.morph_meta` (and the result's `meta`).
+
 Loading tries `latest`, then the other checkpoints, newest first: a damaged one is reported
 (a warning naming the file) and skipped; when none loads, the error names the file of the
 latest. Loading never changes a checkpoint; a resumed run moves the damaged ones it skipped
@@ -79,9 +82,11 @@ def _point_latest(root: Path, target: Path) -> None:
 
 
 def save_checkpoint(run_dir, *, module, opt_state: dict, lr: float, rng: dict, state: dict,
-                    tokenizer) -> Path:
-    """Write a checkpoint of `module` at `state['step']`; returns its directory."""
+                    tokenizer, meta=None) -> Path:
+    """Write a checkpoint of `module` at `state['step']`; returns its directory. `meta` (a
+    ParamMeta; default `module.morph_meta`, else every tensor `init`) goes to meta.json."""
     from .. import emit
+    from ..growth.metadata import ParamMeta
 
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -96,6 +101,14 @@ def save_checkpoint(run_dir, *, module, opt_state: dict, lr: float, rng: dict, s
     F.write_rng(tmp, rng)
     tokenizer.save(tmp / F.TOKENIZER)
     F.write_json(state, tmp / F.STATE)
+    if meta is None:
+        meta = getattr(module, "morph_meta", None)
+    try:
+        meta = ParamMeta.initial(module) if meta is None else meta.conform(module)
+    except MorphError as e:  # metadata of another module: keep the checkpoint, not the slices
+        _warn(f"slice metadata does not fit the model ({e.message}); saved as `init`")
+        meta = ParamMeta.initial(module)
+    F.write_meta(tmp, meta)
     for f in tmp.iterdir():  # make the data durable before it becomes visible
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -175,6 +188,7 @@ def _load_one(d: Path, training: bool, force_memory: bool) -> dict:
     tokenizer = F.read_tokenizer(d)
     opt = F.read_optimizer(d, shapes) if training else None
     rng = F.read_rng(d) if training else None
+    meta = F.read_meta(d, shapes)
     tensors = F.read_tensors(d / F.MODEL)
     module = morphdsl.compile(graph)
     try:
@@ -182,8 +196,9 @@ def _load_one(d: Path, training: bool, force_memory: bool) -> dict:
     except RuntimeError as e:
         raise CheckpointError(d / F.MODEL, f"does not match {F.SPEC}: "
                                            f"{' '.join(str(e).split())[:200]}") from None
+    module.morph_meta = meta
     return {"dir": d, "module": module, "tokenizer": tokenizer, "state": state,
-            "optimizer": opt, "rng": rng}
+            "optimizer": opt, "rng": rng, "meta": meta}
 
 
 def load_checkpoint(run_dir, *, training: bool = False, force_memory: bool = False,

@@ -7,6 +7,8 @@
     rng.safetensors         `torch` (CPU generator state) and `data` (the batch sampler's state)
     rng.json                {"version", "python": [version, [625 ints], gauss_next]}
     state.json              trainer state: step, tokens, LR scale, controllers, config, ...
+    meta.json               per-parameter slice metadata (morphdsl.growth.metadata); optional:
+                            a checkpoint without it loads with every tensor `init`
     tokenizer.json          the tokenizer (a Hugging Face file for BPE)
 
 Every reader raises `CheckpointError` ("FILE: what is wrong") for a file that is missing,
@@ -26,6 +28,7 @@ from ..errors import MorphError
 MODEL, SPEC, STATE, TOKENIZER = "model.safetensors", "spec.morph", "state.json", "tokenizer.json"
 OPT_TENSORS, OPT_JSON = "optimizer.safetensors", "optimizer.json"
 RNG_TENSORS, RNG_JSON = "rng.safetensors", "rng.json"
+META = "meta.json"
 LEGACY = ("optimizer.pt", "rng.pt")  # pickle files of older morphdsl versions: never loaded
 VERSION = 1
 
@@ -150,6 +153,37 @@ def read_optimizer(d: Path, param_shapes: dict[str, tuple]) -> dict:
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr):
         raise CheckpointError(d / OPT_JSON, f"'lr' is not a finite number ({lr!r})")
     return {"state": state, "lr": float(lr)}
+
+
+# --------------------------------------------------------------------------- metadata
+
+def write_meta(d: Path, meta) -> None:
+    write_json(meta.to_json(), d / META)
+
+
+def read_meta(d: Path, param_shapes: dict[str, tuple]):
+    """The checkpoint's ParamMeta, checked to tile every parameter; every tensor `init` when
+    the checkpoint has no meta.json (older morphdsl versions)."""
+    from ..growth.metadata import ParamMeta, Slice, full
+
+    path = d / META
+    if not path.exists():
+        return ParamMeta({n: [Slice(full(s))] for n, s in param_shapes.items()})
+    try:
+        meta = ParamMeta.from_json(read_json(path))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(path, f"malformed metadata ({_why(e)})") from None
+    extra = sorted(set(meta.params) - set(param_shapes))
+    if extra:
+        raise CheckpointError(path, f"has slices for '{extra[0]}', which is not a parameter of "
+                                    f"{SPEC}")
+    for n, s in param_shapes.items():  # tensors it does not list start as `init`
+        meta.params.setdefault(n, [Slice(full(s))])
+    try:
+        meta.check(param_shapes)
+    except MorphError as e:
+        raise CheckpointError(path, f"does not fit {SPEC}: {e.message}") from None
+    return meta
 
 
 # --------------------------------------------------------------------------- RNG

@@ -232,19 +232,22 @@ def known_ops() -> set[str]:
     return set(REWRITES)
 
 
-def apply_growth(module, optimizer, op: str, args: dict, before_compile=None):
+def apply_growth(module, optimizer, op: str, args: dict, before_compile=None, step: int = 0):
     """Grow `module` by rewrite `op(**args)` (args holds `target` and the rewrite's kwargs).
 
     Returns `(grown_module, optimizer_state_by_name)`: weights moved into the grown module,
     AdamW moments moved to the matching slices (new slices start at zero), and exact rewrites
-    checked by the identity verifier. This is the one place that talks to morphdsl.rewrites.
+    checked by the identity verifier; the grown module's slice metadata is `.morph_meta`. A thin
+    wrapper over morphdsl.growth.GrowthTransaction, which an engine should call directly (it
+    returns the one new optimizer, with its param groups, instead of state by name).
     """
-    from ..rewrites import grow_model
+    from ..growth import GrowthTransaction
     from .optim import state_by_name
 
-    grown = grow_model(module, op, optimizer=optimizer, verify=True, before_compile=before_compile,
-                       **args)
-    return grown.module, state_by_name(grown.module, grown.optimizer)
+    txn = GrowthTransaction(module, optimizer, step=step, verify=True,
+                            before_compile=before_compile)
+    r = txn.apply(op, args)
+    return r.module, state_by_name(r.module, r.optimizer)
 
 
 def check_growth_fits(grown, action: GrowthAction, cfg, step: int, saved_step: int | None) -> None:
