@@ -1,5 +1,8 @@
 """`morphc train FILE [--steps N] [--out RUN_DIR] [--resume RUN_DIR] [--force] [--seed S] ...`.
 
+`--device auto|cpu|cuda|mps`, `--dtype bfloat16`, `--compile`, `--tensorboard`; under
+`torchrun --nproc_per_node N` every process runs this command (data-parallel, see train/dist.py).
+
 Trains a spec with its `grow { }` rules, writing metrics.jsonl, events.jsonl, loss.png and an
 atomic checkpoint (checkpoints/latest/) into RUN_DIR; `--resume RUN_DIR` continues exactly.
 An existing run in RUN_DIR is never replaced without `--force`. A run whose estimated memory
@@ -29,7 +32,20 @@ def register(sub):
     p.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
     p.add_argument("--data", metavar="PATH", help="data source: a file, a directory, "
                    "'stories', 'shakespeare' or a dataset name (overrides data.source)")
-    p.add_argument("--device", default="cpu", choices=["cpu"], help="device (cpu)")
+    p.add_argument("--device", metavar="DEVICE",
+                   help="auto (default: cuda if available, else cpu), cpu, cuda, cuda:N or mps "
+                        "(overrides train.device)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "fp32", "bf16", "fp16"],
+                   help="float32 (default), or bfloat16/float16 autocast (overrides train.dtype)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="run the model under torch.compile (recompiled after each growth)")
+    p.add_argument("--optimizer", metavar="NAME",
+                   help="adamw (default), a torch.optim name (sgd, adam, ...), or "
+                        "package.module:Class (overrides train.optimizer)")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard events to RUN_DIR/tensorboard")
+    p.add_argument("--callback", action="append", metavar="pkg.module:Class",
+                   help="add a training callback class (repeatable)")
     p.add_argument("--stop-at", type=int, metavar="STEP",
                    help="stop after STEP steps (checkpointed) without changing the LR schedule")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -41,7 +57,9 @@ def run(args) -> int:
     from ..train.progress import Reporter
 
     overrides = {"steps": args.steps, "seed": args.seed, "source": args.data,
-                 "stop_at": args.stop_at, "flops": args.flops}
+                 "stop_at": args.stop_at, "flops": args.flops, "device": args.device,
+                 "dtype": args.dtype, "compile": args.compile, "optimizer": args.optimizer,
+                 "tensorboard": args.tensorboard, "callbacks": args.callback}
     if args.flops is not None and not 0 < args.flops < float("inf"):
         raise UsageError("--flops must be positive and finite")
     for k in ("steps", "stop_at"):
@@ -51,8 +69,9 @@ def run(args) -> int:
     if args.resume:
         if not Path(args.resume).is_dir():
             raise UsageError(f"no such run directory: {args.resume}")
-        if args.seed is not None:
-            raise UsageError("--seed cannot change when resuming a run")
+        for flag, v in (("--seed", args.seed), ("--optimizer", args.optimizer)):
+            if v is not None:
+                raise UsageError(f"{flag} cannot change when resuming a run")
         if args.force:
             raise UsageError("--force starts a run over and --resume continues one: give one")
         resume(args.resume, overrides, reporter=reporter, force_memory=args.force_memory)

@@ -12,7 +12,8 @@ from . import checkpoint as ckpt
 from .config import from_dict, from_sections
 from .data import prepare_data
 from .growth import RuleController, known_ops
-from .loop import Trainer
+from .dist import Dist
+from .engine import Engine as Trainer
 from .progress import Reporter
 from .sample import generate
 
@@ -47,6 +48,9 @@ def _finish(trainer: Trainer, reporter: Reporter) -> dict:
         raise
     cfg = trainer.cfg
     sample = None
+    if not trainer.dist.is_main:  # rank 0 samples, plots and prints the summary
+        summary["sample"] = None
+        return summary
     if cfg.sample_tokens > 0:
         sample = generate(trainer.model, trainer.tokenizer, "Once upon a time", cfg.sample_tokens,
                           cfg.ctx, cfg.temperature, seed=cfg.seed)
@@ -58,13 +62,33 @@ def _finish(trainer: Trainer, reporter: Reporter) -> dict:
     return summary
 
 
-def _check_memory(graph, cfg, force: bool, what: str) -> None:
-    """Refuse (MemoryLimitError) a run whose estimated peak memory exceeds the machine's."""
+def _check_memory(graph, cfg, force: bool, what: str, device="cpu") -> None:
+    """Refuse (MemoryLimitError) a run whose estimated peak memory exceeds the machine's
+    (`device`'s free memory for a GPU)."""
     from ..ir.memory import ensure_fits, train_memory
 
     est = train_memory(graph, cfg.batch, cfg.ctx)
     ensure_fits(est.total, f"{what} (batch {cfg.batch} x ctx {cfg.ctx}, {est.params:,} params)",
-                device=cfg.device, force=force, detail=f" ({est.parts()})")
+                device=str(device), force=force, detail=f" ({est.parts()})")
+
+
+def _setup(cfg, graph=None):
+    """(Dist, device) of this process: torchrun's rank, its device, the process group joined.
+    Errors about a setting point at its line in the spec."""
+    from .devices import resolve_device
+
+    try:
+        dist = Dist.from_env()
+        device = resolve_device(cfg.device, dist.local_rank)
+        dist.local_batch(cfg.batch)
+    except MorphError as e:
+        key = getattr(e, "setting", None)
+        if graph is not None and e.span is None and key:
+            e.span = graph.setting_spans.get(key)
+            e = _with_source(e, graph)
+        raise e from None
+    dist.start(device)
+    return dist, device
 
 
 def _run_dir_for(run_dir, replace: bool) -> Path:
@@ -80,11 +104,14 @@ def _run_dir_for(run_dir, replace: bool) -> Path:
 
 
 def train_spec(spec, run_dir, overrides: dict | None = None, *, reporter: Reporter | None = None,
-               controllers=None, replace: bool = True, force_memory: bool = False) -> dict:
+               controllers=None, callbacks=(), replace: bool = True,
+               force_memory: bool = False) -> dict:
     """Train `spec` (path, text or MorphGraph) from scratch into `run_dir`. A run already
     there is replaced when `replace` (`morphc train` passes False unless --force), else it is
     an error. The run is refused before anything is allocated when its estimated memory
-    exceeds what the machine has, unless `force_memory`."""
+    exceeds what the machine has, unless `force_memory`. `callbacks` are objects with engine
+    hooks (callbacks.py); `controllers` decide growth (default: the spec's grow rules).
+    Under torchrun every process calls this; rank 0 writes the run directory."""
     import morphdsl
 
     graph = morphdsl.build(spec)
@@ -93,22 +120,28 @@ def train_spec(spec, run_dir, overrides: dict | None = None, *, reporter: Report
     except MorphError as e:
         raise _with_source(e, graph) from None
     check_rules(graph)
+    dist, device = _setup(cfg, graph)
     run = _run_dir_for(run_dir, replace)
     cfg.force_memory = bool(force_memory or cfg.force_memory)
-    _check_memory(graph, cfg, cfg.force_memory, f"training {graph.name}")
-    if ckpt.existing_run(run):
+    _check_memory(graph, cfg, cfg.force_memory, f"training {graph.name}", device)
+    dist.barrier()  # every rank has looked at the run directory before rank 0 clears it
+    if dist.is_main and ckpt.existing_run(run):
         ckpt.clear_run(run)
     torch.manual_seed(cfg.seed)  # the model's initial weights
     random.seed(cfg.seed)
     module = morphdsl.compile(graph)
     reporter = reporter or Reporter(enabled=False)
-    trainer = Trainer(module, cfg, run, controllers=controllers, reporter=reporter)
-    return _finish(trainer, reporter)
+    trainer = Trainer(module, cfg, run, controllers=controllers, reporter=reporter,
+                      callbacks=callbacks, dist=dist)
+    out = _finish(trainer, reporter)
+    dist.close()
+    return out
 
 
 def resume(run_dir, overrides: dict | None = None, *, reporter: Reporter | None = None,
-           controllers=None, force_memory: bool = False) -> dict:
-    """Continue a run from its latest good checkpoint; same losses as an uninterrupted run.
+           controllers=None, callbacks=(), force_memory: bool = False) -> dict:
+    """Continue a run from its latest good checkpoint; same losses as an uninterrupted run
+    (on any device and any number of torchrun processes: `batch` is the global batch).
     A damaged latest checkpoint is skipped (with a warning) for the one before it, and moved
     aside to checkpoints/damaged-step-N before training continues."""
     run = ckpt.run_root(run_dir)
@@ -117,14 +150,17 @@ def resume(run_dir, overrides: dict | None = None, *, reporter: Reporter | None 
     saved["stop_at"], saved["force_memory"] = None, bool(force_memory)
     cfg = from_dict(saved, overrides)
     torch.set_num_threads(cfg.threads)
+    dist, _ = _setup(cfg)
     reporter = reporter or Reporter(enabled=False)
-    trainer = Trainer(r["module"], cfg, run, tokenizer=r["tokenizer"],
-                      controllers=controllers, reporter=reporter, resume=r)
+    trainer = Trainer(r["module"], cfg, run, tokenizer=r["tokenizer"], controllers=controllers,
+                      reporter=reporter, resume=r, callbacks=callbacks, dist=dist)
     root = run / "checkpoints"
-    if root.is_dir():
+    if root.is_dir() and dist.is_main:
         ckpt.clean_stale(root)
         ckpt.set_aside(run, r["skipped"], r["dir"])
-    return _finish(trainer, reporter)
+    out = _finish(trainer, reporter)
+    dist.close()
+    return out
 
 
 def sample_run(run_dir, prompt: str, tokens: int, temperature: float = 0.8,

@@ -44,8 +44,15 @@ class TrainConfig:
     vocab_size: int | None = None
     val_fraction: float = 0.1
     max_docs: int | None = None
+    optimizer: str = "adamw"            # optim.OPTIMIZERS, a torch.optim name, or "pkg.mod:Class"
+    optimizer_args: dict = field(default_factory=dict)  # from `optimizer_ARG = value` settings
+    device: str = "auto"                # auto (cuda if available, else cpu) | cpu | cuda[:N] | mps
+    dtype: str = "float32"              # float32 | bfloat16 | float16 (autocast; fp16: GradScaler)
+    compile: bool = False               # run the module under torch.compile (again after growth)
+    compile_backend: str = "inductor"   # torch.compile's backend ("eager" in tests)
+    tensorboard: bool = False           # also write TensorBoard events to RUN_DIR/tensorboard
+    callbacks: list = field(default_factory=list)  # importable callback classes (or table names)
     # run
-    device: str = "cpu"
     stop_at: int | None = None          # stop early (as if killed) without changing the schedule
     force_memory: bool = False          # train even when the memory estimate exceeds the machine
     extra: dict = field(default_factory=dict)
@@ -65,7 +72,12 @@ class TrainConfig:
 _TRAIN_KEYS = {"steps", "flops", "batch", "ctx", "lr", "min_lr", "warmup", "weight_decay", "grad_clip",
                "rewarm", "rewarm_from", "lr_width",
                "eval_every", "eval_batches", "seed", "sample_tokens", "temperature", "threads",
-               "checkpoint_every", "inject_nan_at_step", "inject_nan_times"}
+               "checkpoint_every", "inject_nan_at_step", "inject_nan_times",
+               "optimizer", "device", "dtype", "compile", "compile_backend", "tensorboard",
+               "callbacks"}
+_STRINGS = {"source", "tokenizer", "optimizer", "device", "dtype", "compile_backend"}
+_BOOLS = {"compile", "tensorboard"}
+OPT_PREFIX = "optimizer_"  # `optimizer_momentum = 0.9` -> optimizer_args["momentum"] = 0.9
 _DATA_KEYS = {"source", "tokenizer", "vocab_size", "val_fraction", "max_docs"}
 _INTS = {"steps", "batch", "ctx", "warmup", "rewarm", "lr_width", "eval_every", "eval_batches", "seed",
          "sample_tokens", "threads", "checkpoint_every", "inject_nan_at_step", "inject_nan_times", "vocab_size",
@@ -96,6 +108,21 @@ def _coerce(key: str, value: Any) -> Any:
         return value
     if key in ("source", "tokenizer"):
         return str(value)
+    if key in _STRINGS:
+        if not isinstance(value, str):
+            raise _bad(key, f"setting '{key}' must be a string, got {value!r}",
+                       hint=f'write it in quotes: {key} = "..."')
+        return str(value)
+    if key in _BOOLS:
+        if not isinstance(value, bool):
+            raise _bad(key, f"train setting '{key}' must be true or false, got {value!r}")
+        return value
+    if key == "callbacks":
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _bad(key, f"train setting 'callbacks' must be a list of strings, got {value!r}",
+                       hint='callbacks = ["package.module:Class"]')
+        return list(value)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise _bad(key, f"setting '{key}' must be a number, got {value!r}")
     return float(value)
@@ -120,12 +147,18 @@ def _from_sections(sections: dict, overrides: dict) -> TrainConfig:
     values: dict[str, Any] = {}
     for name, known in (("train", _TRAIN_KEYS), ("data", _DATA_KEYS)):
         for key, value in (sections.get(name) or {}).items():
+            if name == "train" and key.startswith(OPT_PREFIX) and len(key) > len(OPT_PREFIX):
+                if isinstance(value, (dict, set)) or value is None:
+                    raise _bad(key, f"train setting '{key}' must be a number, string, true/false "
+                                    f"or a list, got {value!r}")
+                values.setdefault("optimizer_args", {})[key[len(OPT_PREFIX):]] = value
+                continue
             if key not in known:
                 raise _unknown(key, name, known)
             values[key] = _coerce(key, value)
     for key, value in overrides.items():
         if value is not None:
-            values[key] = value
+            values[key] = list(value) if key == "callbacks" else value
     env_nan = os.environ.get("MORPHDSL_INJECT_NAN_AT_STEP")
     if env_nan:
         values["inject_nan_at_step"] = int(env_nan)
@@ -194,6 +227,28 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.tokenizer.lower() not in TOKENIZERS:
         raise _bad("tokenizer", f"unknown tokenizer '{cfg.tokenizer}' in the data section",
                    hint="use one of: bytes, chars, bpe")
+    _validate_engine(cfg)
     if not 0.0 < cfg.val_fraction < 1.0:
         raise _bad("val_fraction",
                    f"data setting 'val_fraction' must be in (0, 1), got {cfg.val_fraction}")
+
+
+def _validate_engine(cfg: TrainConfig) -> None:
+    """The optimizer, device, dtype and callbacks (names resolved; errors name the setting)."""
+    from .devices import canonical_dtype, check_device_name
+    from .optim import check_optimizer
+
+    check_device_name(cfg.device)
+    cfg.dtype = canonical_dtype(cfg.dtype)
+    check_optimizer(cfg)
+    if cfg.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise _bad("tensorboard", "TensorBoard logging needs the tensorboard package",
+                       hint="pip install tensorboard (or: pip install 'morphdsl[tensorboard]')")
+    if cfg.callbacks:
+        from .callbacks import resolve_callback
+
+        for name in cfg.callbacks:
+            resolve_callback(name)

@@ -21,6 +21,9 @@ def describe_event(row: dict) -> str:
                 + f")  params {_fmt_params(row['params_before'])} -> "
                 f"{_fmt_params(row['params_after'])}  loss {row['loss_before']:.4f} -> "
                 f"{row['loss_after']:.4f}  max err {row['max_verify_error']:.1e}  [{row['reason']}]")
+    if row.get("type") == "growth_failed":
+        return (f"step {row['step']}: growth {row['op']}({row['target']}) failed and was skipped "
+                f"(the model is unchanged): {row['error']}  [{row['reason']}]")
     if row.get("type") == "rollback":
         return (f"step {row['step']}: loss {row['loss']} - rolled back to step "
                 f"{row['resumed_from']}, lr x{row['lr_scale']:g} (failure {row['failures']})")

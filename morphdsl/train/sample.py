@@ -9,7 +9,8 @@ def generate(model, tokenizer, prompt: str, tokens: int, ctx: int, temperature: 
              seed: int = 0) -> str:
     """`prompt` continued by `tokens` new tokens; returns the prompt plus the continuation."""
     ids = tokenizer.encode(prompt) or [0]
-    x = torch.tensor([ids], dtype=torch.long)
+    p = next(iter(model.parameters()), None)
+    x = torch.tensor([ids], dtype=torch.long, device=p.device if p is not None else "cpu")
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -18,8 +19,8 @@ def generate(model, tokenizer, prompt: str, tokens: int, ctx: int, temperature: 
         if temperature <= 0:
             nxt = logits.argmax(-1, keepdim=True)
         else:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            nxt = torch.multinomial(probs, 1, generator=gen)
+            probs = torch.softmax(logits.float() / temperature, dim=-1).cpu()  # CPU sampler:
+            nxt = torch.multinomial(probs, 1, generator=gen).to(x.device)  # same text anywhere
         x = torch.cat([x, nxt], dim=1)
     model.train(was_training)
     return tokenizer.decode(x[0].tolist())

@@ -1,0 +1,279 @@
+"""Does growing pay against the best static model? The static compute frontier.
+
+    python -m benchmarks.frontier            # the full run (see FULL; runs are reused when the
+                                             # spec text, settings and morphdsl source match)
+    python -m benchmarks.frontier --quick    # 1 seed, small budgets, 2 sizes, < 10 min
+
+A static family (SIZES: layers x width, each with the LR of the better of two values on a short
+run) trains at every FLOPs budget (BUDGETS x F, F = the growth benchmark's static budget) with
+its cosine fully decayed at that budget. At each budget the lowest final loss of any size is the
+*frontier*. The growth schedules (specs/bench/grow_*.morph) train at the same budgets. Reported
+per data set, mean +- std over seeds: the best schedule's final loss minus the frontier's; the
+frontier FLOPs ratio (the FLOPs the frontier needs, interpolated in log FLOPs between budgets, to
+reach the grown run's final loss, over the grown run's FLOPs); the same in training seconds; and,
+as in benchmarks.growth, the FLOPs to reach the same-size static model's final loss.
+Writes report.md, results.json and frontier.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from .growth import DATASETS, ROOT, SPECS, code_sha, ms, reach, run_one, spec_sha, step_flops
+
+# (layers, width) of the static family: the grown path 2L/d64 -> 2L/d128 -> 4L/d128, and above
+SIZES = ((2, 64), (2, 128), (3, 128), (4, 128), (4, 192))
+LRS = (6e-3, 1.2e-2)            # at d = 128 (lr_width = 128): the sweep per size
+BUDGETS = (0.25, 0.5, 1.0)      # x F
+SCHEDULES = ("grow_last", "grow_plateau", "grow_progress")
+FULL = dict(seeds=3, sizes=SIZES, budgets=BUDGETS, schedules=SCHEDULES, lr_budget=0.25, eval_every=50)
+QUICK = dict(seeds=1, sizes=((2, 64), (2, 128)), budgets=(0.02, 0.04), schedules=("grow_last",),
+             lr_budget=0.02, eval_every=25)
+
+
+def size_name(layers: int, d: int) -> str:
+    return f"static_{layers}L_d{d}"
+
+
+def size_spec(layers: int, d: int, lr: float, out: Path) -> Path:
+    """specs/bench/static.morph with `layers` blocks of width d (heads of 32 channels)."""
+    text = (SPECS / "static.morph").read_text()
+    for key, val in (("d", d), ("heads", max(1, d // 32)), ("layers", layers)):
+        text = re.sub(rf"^{key}\s*=\s*\d+", f"{key} = {val}", text, count=1, flags=re.M)
+    text = re.sub(r"^(\s*lr\s*=\s*)[0-9.e-]+.*$", rf"\g<1>{lr!r}", text, count=1, flags=re.M)
+    p = out / f"{size_name(layers, d)}_lr{lr:g}.morph"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
+
+
+def _job(name, spec: Path, data, seed, flops, cfg, root: Path, tag: str) -> dict:
+    return dict(name=name, data=data, seed=seed, spec=spec, spec_sha=spec_sha(spec), flops=flops,
+                threads=1, eval_every=cfg["eval_every"], run_dir=str(root / f"{data}-{tag}-s{seed}"))
+
+
+def _run(jobs, n, reuse: dict, log) -> list[dict]:
+    todo = [j for j in jobs if _key(j) not in reuse]
+    log(f"{len(todo)} runs ({len(jobs) - len(todo)} reused), {n} at a time")
+    out = [reuse[_key(j)] for j in jobs if _key(j) in reuse]
+    t0 = time.time()
+    with ProcessPoolExecutor(max_workers=n) as ex:
+        for j, r in zip(todo, ex.map(run_one, todo)):
+            r.update(budget=j["budget"], lr=j.get("lr"), size=j.get("size"), spec_sha=j["spec_sha"])
+            out.append(r)
+            log(f"  {r['data']:12s} {r['name']:18s} x{j['budget']:<5g} seed {r['seed']}: val "
+                f"{r['final']:.4f} ({r['wall_s']:.0f} s) [{time.time() - t0:.0f} s]")
+    return out
+
+
+def _key(j) -> tuple:
+    return (j["name"], j["data"], j["seed"], j["budget"], j["spec_sha"])
+
+
+def frontier_at(points: dict, flops: float) -> float:
+    """The frontier's loss at `flops`, linear in log FLOPs between its budgets."""
+    xs = sorted(points)
+    if flops <= xs[0]:
+        return points[xs[0]]
+    for a, b in zip(xs, xs[1:]):
+        if flops <= b:
+            t = (math.log(flops) - math.log(a)) / (math.log(b) - math.log(a))
+            return points[a] + t * (points[b] - points[a])
+    return points[xs[-1]]
+
+
+def frontier_needs(points: dict, loss: float) -> tuple[float, bool]:
+    """(FLOPs at which the frontier reaches `loss`, extrapolated?) linear in log FLOPs; past the
+    largest budget it extends the last segment (flagged)."""
+    xs = sorted(points)
+    for a, b in zip(xs, xs[1:]):
+        la, lb = points[a], points[b]
+        if lb <= loss <= la and la != lb:
+            return math.exp(math.log(a) + (la - loss) / (la - lb) * (math.log(b) - math.log(a))), False
+    if loss >= points[xs[0]]:
+        return xs[0], False
+    a, b = xs[-2], xs[-1]
+    slope = (points[b] - points[a]) / (math.log(b) - math.log(a))  # nats per e-fold of FLOPs
+    if slope >= 0:
+        return math.inf, True
+    return math.exp(math.log(b) + (loss - points[b]) / slope), True
+
+
+def analyse(results: list[dict], cfg: dict) -> dict:
+    out = {}
+    for data in sorted({r["data"] for r in results}):
+        rows = [r for r in results if r["data"] == data]
+        seeds = sorted({r["seed"] for r in rows})
+        per_seed = {}
+        for s in seeds:
+            static = [r for r in rows if r["seed"] == s and r["name"].startswith("static")]
+            front = {}
+            for r in static:
+                b = r["flops"]
+                key = min(front, key=lambda x: abs(math.log(x / b))) if front else None
+                if key is not None and abs(math.log(key / b)) < 0.05:  # the same budget
+                    if r["final"] < front[key][0]:
+                        front[key] = (r["final"], r["name"], r["curve"][-1][1])
+                else:
+                    front[b] = (r["final"], r["name"], r["curve"][-1][1])
+            per_seed[s] = front
+        table = {"frontier": {}, "schedules": {}}
+        for budget in cfg["budgets"]:
+            fr = [min(v for k, v in per_seed[s].items() if abs(math.log(k / (budget * cfg["F"]))) < 0.05)
+                  for s in seeds if per_seed[s]]
+            table["frontier"][budget] = {"loss": [f[0] for f in fr], "best": [f[1] for f in fr]}
+        for name in cfg["schedules"]:
+            for budget in cfg["budgets"]:
+                cells = []
+                for r in rows:
+                    if r["name"] != name or r["budget"] != budget:
+                        continue
+                    front = per_seed[r["seed"]]
+                    loss_pts = {k: v[0] for k, v in front.items()}
+                    sec_pts = {k: v[2] for k, v in front.items()}
+                    need, extra = frontier_needs(loss_pts, r["final"])
+                    same = next((x for x in rows if x["seed"] == r["seed"] and x["budget"] == budget
+                                 and x["name"] == cfg["target"]), None)
+                    hit = reach(r["curve"], same["final"]) if same else None
+                    cells.append({"seed": r["seed"], "final": r["final"],
+                                  "gap": r["final"] - frontier_at(loss_pts, r["flops"]),
+                                  "flops_ratio": need / r["flops"], "extrapolated": extra,
+                                  "seconds_ratio": (frontier_at(sec_pts, need) if math.isfinite(need)
+                                                    else math.inf) / r["curve"][-1][1],
+                                  "flops_to_same_size": hit[0] / same["flops"] if hit else None})
+                table["schedules"].setdefault(name, {})[budget] = cells
+        out[data] = table
+    return out
+
+
+def report(table: dict, cfg: dict, date: str) -> str:
+    lines = [f"Frontier benchmark, {date}: budgets {', '.join(f'{b:g}' for b in cfg['budgets'])} x F "
+             f"(F = {cfg['F']:.3g} FLOPs), static sizes "
+             f"{', '.join(f'{l}L/d{d}' for l, d in cfg['sizes'])}, {cfg['seeds']} seed(s).", ""]
+    for data, t in table.items():
+        lines += [f"**{data}**", "", "| run | budget | final loss | minus frontier | frontier FLOPs "
+                  "ratio | frontier seconds ratio | FLOPs to same-size static loss |",
+                  "|---|---|---|---|---|---|---|"]
+        for b, f in t["frontier"].items():
+            best = sorted(set(f["best"]))
+            lines.append(f"| frontier ({', '.join(best)}) | {b:g} | {ms(f['loss'])} | 0 | 1 | 1 | — |")
+        for name, per in t["schedules"].items():
+            for b, cells in per.items():
+                ext = " (extrapolated)" if any(c["extrapolated"] for c in cells) else ""
+                lines.append(f"| {name} | {b:g} | {ms([c['final'] for c in cells])} | "
+                             f"{ms([c['gap'] for c in cells], '{:+.4f}')} | "
+                             f"{ms([c['flops_ratio'] for c in cells], '{:.2f}')}{ext} | "
+                             f"{ms([c['seconds_ratio'] for c in cells], '{:.2f}')} | "
+                             f"{ms([c['flops_to_same_size'] for c in cells], '{:.2f}')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], cfg: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datas = sorted({r["data"] for r in results})
+    fig, axes = plt.subplots(1, len(datas), figsize=(7 * len(datas), 5), squeeze=False)
+    for ax, data in zip(axes[0], datas):
+        rows = [r for r in results if r["data"] == data]
+        for i, (layers, d) in enumerate(cfg["sizes"]):
+            pts = sorted((r["flops"], r["final"]) for r in rows if r["name"] == size_name(layers, d))
+            if pts:
+                ax.plot(*zip(*pts), "o--", color=f"C{i}", alpha=0.7, label=f"static {layers}L/d{d}")
+        fr = sorted((b * cfg["F"], min(r["final"] for r in rows if r["name"].startswith("static")
+                                       and abs(math.log(r["flops"] / (b * cfg["F"]))) < 0.05))
+                    for b in cfg["budgets"])
+        ax.plot(*zip(*fr), "-", color="black", lw=2.5, label="static frontier (seed mean: min)")
+        for j, name in enumerate(cfg["schedules"]):
+            for r in (r for r in rows if r["name"] == name and r["seed"] == 0):
+                ax.plot([c[0] for c in r["curve"]], [c[2] for c in r["curve"]], color=f"C{5 + j}",
+                        lw=1, alpha=0.8, label=name if r["budget"] == cfg["budgets"][-1] else None)
+                for e in r["events"]:
+                    if e.get("flops"):
+                        v = min(r["curve"], key=lambda c: abs(c[0] - e["flops"]))[2]
+                        ax.plot([e["flops"]], [v], "v", color=f"C{5 + j}", ms=5)
+        ax.set_xscale("log")
+        ax.set_xlabel("training FLOPs (log)")
+        ax.set_ylabel("validation loss (nats/char)")
+        ax.set_title(f"{data}: static compute frontier vs growth (▼ growth events)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1 seed, small budgets (< 10 min)")
+    ap.add_argument("--data", nargs="+", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--seeds", type=int)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", help="where report.md, results.json and frontier.png go")
+    ap.add_argument("--fresh", action="store_true", help="rerun everything")
+    args = ap.parse_args(argv)
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.seeds:
+        cfg["seeds"] = args.seeds
+    out = Path(args.out or ROOT / ("runs/bench-frontier-quick" if args.quick else "benchmarks/results/frontier"))
+    root = out / "runs"
+    out.mkdir(parents=True, exist_ok=True)
+    tr = __import__("morphdsl").build(SPECS / "static.morph").sections["train"]
+    F = 1500 * step_flops(SPECS / "static.morph", int(tr["batch"]), int(tr["ctx"]))
+    largest = max(cfg["sizes"])
+    cfg.update(F=F, code_sha=code_sha(), target=size_name(4, 128) if (4, 128) in cfg["sizes"] else size_name(*largest))
+    old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() and not args.fresh else {}
+    reuse = {} if old.get("config", {}).get("code_sha") != cfg["code_sha"] else \
+        {(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"]): r for r in old.get("runs", [])}
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    # 1. the LR of each size: the better of LRS (scaled 1 / width) on a short run, seed 0
+    sweep = []
+    for layers, d in cfg["sizes"]:
+        for lr in LRS:
+            for data in args.data:
+                j = _job(size_name(layers, d), size_spec(layers, d, lr, root / "specs"), data, 0,
+                         cfg["lr_budget"] * F, cfg, root, f"lr-{size_name(layers, d)}-{lr:g}")
+                sweep.append({**j, "budget": cfg["lr_budget"], "lr": lr, "size": (layers, d)})
+    swept = _run(sweep, args.jobs, reuse, log)
+    best_lr = {}
+    for r in swept:
+        k = (tuple(r["size"]), r["data"])
+        if k not in best_lr or r["final"] < best_lr[k][1]:
+            best_lr[k] = (r["lr"], r["final"])
+    # 2. every size at every budget with its LR; 3. the schedules at every budget
+    jobs = []
+    for seed in range(cfg["seeds"]):
+        for data in args.data:
+            for b in cfg["budgets"]:
+                for layers, d in cfg["sizes"]:
+                    lr = best_lr[((layers, d), data)][0]
+                    spec = size_spec(layers, d, lr, root / "specs")
+                    jobs.append({**_job(size_name(layers, d), spec, data, seed, b * F, cfg, root,
+                                        f"{size_name(layers, d)}-x{b:g}"), "budget": b, "lr": lr,
+                                 "size": (layers, d)})
+                for name in cfg["schedules"]:
+                    jobs.append({**_job(name, SPECS / f"{name}.morph", data, seed, b * F, cfg, root,
+                                        f"{name}-x{b:g}"), "budget": b})
+    results = _run(jobs, args.jobs, reuse, log)
+    date = time.strftime("%Y-%m-%d")
+    table = analyse(results, cfg)
+    (out / "report.md").write_text(report(table, cfg, date) + "\n")
+    cfg_out = {**cfg, "best_lr": {f"{k[0][0]}L_d{k[0][1]}/{k[1]}": v for k, v in best_lr.items()}}
+    (out / "results.json").write_text(json.dumps({"config": cfg_out, "date": date, "table": table,
+                                                  "runs": swept + results}, indent=1, default=str))
+    plot(results, cfg, out / "frontier.png")
+    print(report(table, cfg, date))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
