@@ -24,7 +24,8 @@ from .config import TrainConfig
 from .data import prepare_data
 from .devices import Precision, resolve_device
 from .dist import Dist, lost_peer
-from .growth import ControlState, RuleController, apply_growth, check_growth_fits
+from ..growth import GrowthTransaction, attach
+from .growth import ControlState, RuleController, check_growth_fits
 from .optim import load_state_by_name, make_optimizer, set_lr, state_by_name
 from .progress import Reporter
 from .schedule import Schedule
@@ -36,6 +37,8 @@ def clone_module(model):
     """A deep copy of a compiled module, keeping its IR graph (fx's deepcopy drops it)."""
     new = copy.deepcopy(model)
     new.morph_graph = copy.deepcopy(model.morph_graph)
+    if getattr(model, "morph_meta", None) is not None:  # per-parameter slice metadata
+        new.morph_meta = copy.deepcopy(model.morph_meta)
     return new
 
 
@@ -141,6 +144,7 @@ class Engine(Schedule):
         self._set_model(r["module"])
         self.opt = make_optimizer(self.model, self.cfg)
         load_state_by_name(self.model, self.opt, r["optimizer"]["state"])
+        self._obey_meta()
         try:
             self._set_trainer_state(r["state"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -166,6 +170,7 @@ class Engine(Schedule):
         self._set_model(clone_module(s["model"]))
         self.opt = make_optimizer(self.model, self.cfg)
         load_state_by_name(self.model, self.opt, s["opt"])
+        self._obey_meta()
         injected, scale = self.injected, self.lr_scale
         self._set_trainer_state(copy.deepcopy(s["trainer"]))
         self.injected, self.lr_scale = injected, scale * 0.5
@@ -221,9 +226,19 @@ class Engine(Schedule):
         self.model.train()
         return out
 
+    def _obey_meta(self) -> None:
+        """Frozen / LR-scaled slices of the model's metadata bind the (new) optimizer."""
+        meta = getattr(self.model, "morph_meta", None)
+        if meta is not None:
+            attach(self.model, self.opt, meta)
+
     def _apply(self, action, args: dict, fits):
-        """The one call of a growth rewrite (weights and optimizer state moved, verified)."""
-        return apply_growth(self.model, self.opt, action.op, args, fits)
+        """The one call of a growth rewrite: a transaction (morphdsl/growth) — rewrite, static
+        checks, compile, weights and optimizer state moved (one optimizer, its groups kept),
+        the identity checked once on the fixed batch, the slice metadata followed — or an
+        error with nothing changed."""
+        return GrowthTransaction(self.model, self.opt, step=self.step, probe=self.fixed[0],
+                                 before_compile=fits, share=True).apply(action.op, args)
 
     def grow(self, action) -> bool:
         """Apply one growth action: rewrite, move weights + optimizer state, check identity, log.
@@ -235,23 +250,22 @@ class Engine(Schedule):
         fits = None if self.cfg.force_memory else (  # on the grown graph, before allocating
             lambda g: check_growth_fits(g, action, self.cfg, self.step, self.saved_step))
         t0 = time.time()
-        before_logits, p0 = self.fixed_logits(), n_params(self.model)
-        loss0 = F.cross_entropy(before_logits.flatten(0, 1), self.fixed[1].flatten()).item()
+        p0 = n_params(self.model)
         with torch.random.fork_rng(devices=[]):  # new units' init: seeded by (seed, step)
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.step)
             try:
-                new, states = self._apply(action, args, fits)
+                r = self._apply(action, args, fits)
             except TrainingStopped as e:
                 raise e if e.span else type(e)(e.message, span=action.span, hint=e.hint)
             except Exception as e:  # noqa: BLE001 - any failed rewrite: the run goes on
                 self._growth_failed(action, e)
                 return False
-        self._set_model(new)
-        self.opt = make_optimizer(self.model, self.cfg)
-        load_state_by_name(self.model, self.opt, states)
-        after_logits = self.fixed_logits()
-        loss1 = F.cross_entropy(after_logits.flatten(0, 1), self.fixed[1].flatten()).item()
-        err = (after_logits - before_logits).abs().max().item()
+        self._set_model(r.module)
+        self.opt = r.optimizer
+        y = self.fixed[1].flatten()
+        loss0 = F.cross_entropy(r.before.float().flatten(0, 1), y).item()
+        loss1 = F.cross_entropy(r.after.float().flatten(0, 1), y).item()
+        err = (r.after.float() - r.before.float()).abs().max().item()
         self.last_growth = self.step
         self.clock += time.time() - t0
         event = {"type": "growth", "step": self.step, "tokens": self.tokens, "flops": self.flops,

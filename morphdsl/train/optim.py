@@ -171,5 +171,6 @@ def lr_at(step: int, cfg: TrainConfig, scale: float = 1.0, progress: float | Non
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's LR: lr x its `lr_scale` (1 unless a growth made a scaled group)."""
     for g in opt.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)
