@@ -291,3 +291,29 @@ def test_docs_training_examples_build_and_validate():
         g = morphdsl.build(morphdsl.parse(body, str(doc)))
         cfg = from_sections(g.sections, {}, g.setting_spans)
         assert cfg.optimizer in ("adamw", "sgd") and cfg.dtype in ("bfloat16", "float32")
+
+
+THREE = ("  step(4) -> add_head(blocks.0.attn, n = 1)\n  step(8) -> widen_mlp(blocks.*.mlp, by = 16)\n"
+         "  step(12) -> insert_block(blocks, at = 1)")
+
+
+def test_growth_in_training_stamps_each_slice_with_its_rewrite_and_step(tmp_path):
+    """add_head + widen_mlp + insert_block inside a run: every new slice names its rewrite and
+    the training step; the stamps survive checkpoint -> resume -> more steps, and emit ->
+    recompile (the names are the spec's paths)."""
+    s = spec(tmp_path, grow=THREE)
+    train_spec(s, tmp_path / "run", {**FAST, "steps": 14, "checkpoint_every": 14})
+    meta = load_checkpoint(tmp_path / "run")["meta"]
+
+    def origins(name):
+        return {(sl.op, sl.step) for sl in meta.slices(name)}
+
+    assert origins("blocks.0.attn.qkv.weight") == {("init", 0), ("add_head", 4)}
+    assert origins("blocks.0.mlp.fc.weight") == {("init", 0), ("widen_mlp", 8)}
+    assert origins("blocks.1.attn.qkv.weight") == {("insert_block", 12)}  # a whole new block
+    assert origins("tok.weight") == {("init", 0)}
+    resume(tmp_path / "run", {**FAST, "steps": 18})
+    r = load_checkpoint(tmp_path / "run")
+    assert r["state"]["step"] == 18 and r["meta"] == meta
+    back = morphdsl.compile(morphdsl.emit(r["module"].morph_graph))
+    assert set(dict(back.named_parameters())) == set(r["meta"].params)

@@ -285,3 +285,32 @@ def test_the_docs_example_spec_builds():
     (block,) = re.findall(r"```morph\n(.*?)```", text, re.S)
     g = morphdsl.build(morphdsl.parse(block))
     assert [k for k, _ in g.op_nodes("attention")] == ["blocks.0.attn", "blocks.1.attn"]
+
+
+def test_train_init_starts_from_the_given_weights(models, tmp_path, capsys):
+    from morphdsl.train import train_spec
+    from morphdsl.train.checkpoint import load_checkpoint
+
+    d, _ = models["gpt2_tied"]
+    text, state = hf.import_dir(d)
+    spec = tmp_path / "m.morph"
+    spec.write_text(text + '\ndata {\n  source = "stories"\n  tokenizer = "chars"\n  max_docs = 50\n}\n'
+                    "train {\n  steps = 2\n  batch = 2\n  ctx = 16\n  lr = 1e-30\n  warmup = 0\n}\n")
+    train_spec(str(spec), tmp_path / "run", {"sample_tokens": 0}, init=d)  # a directory works too
+    got = load_checkpoint(tmp_path / "run")["module"].state_dict()
+    assert all(torch.equal(got[k], v) for k, v in state.items())  # lr 1e-30: still the imported weights
+    other = tmp_path / "o.morph"
+    assert run_cli(capsys, "import", models["gpt2_untied_inner"][0], "-o", other)[0] == 0
+    code, _, err = run_cli(capsys, "train", spec, "--init", tmp_path / "o.safetensors", "--out", tmp_path / "r2")
+    assert code == 1 and "the weights do not belong to this spec" in err and "Traceback" not in err
+
+
+def test_the_example_runs_the_four_commands(tmp_path):
+    import importlib.util
+
+    path = ROOT / "examples" / "hf_import_grow_export.py"
+    mod = importlib.util.spec_from_file_location("hf_example", path)
+    ex = importlib.util.module_from_spec(mod)
+    mod.loader.exec_module(ex)
+    assert ex.main(tmp_path) < 1e-5
+    assert (tmp_path / "hf-grown" / "config.json").is_file()

@@ -29,21 +29,10 @@ def _module(args):
     if args.weights is None:
         raise UsageError("exporting a spec needs --weights W (or give a run directory)")
     from ..api import compile as compile_spec
-    from ..hf.files import HFError, read_weights
+    from ..train.init import load_init
 
     module = compile_spec(str(src))
-    state = read_weights([Path(args.weights)])
-    want = module.state_dict()
-    missing = [k for k in want if k not in state]
-    extra = [k for k in state if k not in want]
-    bad = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
-    if missing or extra or bad:
-        k = (missing or extra or bad)[0]
-        what = ("has no tensor" if missing else "has a tensor the spec lacks:" if extra else
-                f"has shape {tuple(state[k].shape)} for")
-        raise HFError(args.weights, f"{what} `{k}`" + (f" (the spec says {tuple(want[k].shape)})" if bad else ""),
-                      hint="the weights do not belong to this spec")
-    module.load_state_dict(state, strict=True)
+    load_init(module, args.weights)
     return module
 
 

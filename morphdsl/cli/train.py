@@ -46,6 +46,9 @@ def register(sub):
                    help="also write TensorBoard events to RUN_DIR/tensorboard")
     p.add_argument("--callback", action="append", metavar="pkg.module:Class",
                    help="add a training callback class (repeatable)")
+    p.add_argument("--init", metavar="W",
+                   help="start from these weights: a .safetensors file in morphdsl's names "
+                        "(morphc import / grow --save) or a Hugging Face model directory")
     p.add_argument("--stop-at", type=int, metavar="STEP",
                    help="stop after STEP steps (checkpointed) without changing the LR schedule")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -69,7 +72,7 @@ def run(args) -> int:
     if args.resume:
         if not Path(args.resume).is_dir():
             raise UsageError(f"no such run directory: {args.resume}")
-        for flag, v in (("--seed", args.seed), ("--optimizer", args.optimizer)):
+        for flag, v in (("--seed", args.seed), ("--optimizer", args.optimizer), ("--init", args.init)):
             if v is not None:
                 raise UsageError(f"{flag} cannot change when resuming a run")
         if args.force:
@@ -81,5 +84,5 @@ def run(args) -> int:
     read_text(args.file)  # usage error if missing
     out = args.out or str(Path("runs") / Path(args.file).stem)
     train_spec(args.file, out, overrides, reporter=reporter, replace=args.force,
-               force_memory=args.force_memory)
+               force_memory=args.force_memory, init=args.init)
     return 0

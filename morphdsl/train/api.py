@@ -105,13 +105,14 @@ def _run_dir_for(run_dir, replace: bool) -> Path:
 
 def train_spec(spec, run_dir, overrides: dict | None = None, *, reporter: Reporter | None = None,
                controllers=None, callbacks=(), replace: bool = True,
-               force_memory: bool = False) -> dict:
+               force_memory: bool = False, init=None) -> dict:
     """Train `spec` (path, text or MorphGraph) from scratch into `run_dir`. A run already
     there is replaced when `replace` (`morphc train` passes False unless --force), else it is
     an error. The run is refused before anything is allocated when its estimated memory
     exceeds what the machine has, unless `force_memory`. `callbacks` are objects with engine
     hooks (callbacks.py); `controllers` decide growth (default: the spec's grow rules).
-    Under torchrun every process calls this; rank 0 writes the run directory."""
+    `init` starts from weights instead of a random init: a safetensors file in morphdsl's names
+    or a Hugging Face model directory (train/init.py). Under torchrun every process calls this; rank 0 writes the run directory."""
     import morphdsl
 
     graph = morphdsl.build(spec)
@@ -130,6 +131,10 @@ def train_spec(spec, run_dir, overrides: dict | None = None, *, reporter: Report
     torch.manual_seed(cfg.seed)  # the model's initial weights
     random.seed(cfg.seed)
     module = morphdsl.compile(graph)
+    if init is not None:
+        from .init import load_init
+
+        load_init(module, init)
     reporter = reporter or Reporter(enabled=False)
     trainer = Trainer(module, cfg, run, controllers=controllers, reporter=reporter,
                       callbacks=callbacks, dist=dist)

@@ -224,9 +224,9 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.threads > MAX_THREADS:
         raise _bad("threads", f"train setting 'threads' must be at most {MAX_THREADS}, "
                               f"got {cfg.threads}")
-    if cfg.tokenizer.lower() not in TOKENIZERS:
+    if cfg.tokenizer.lower() not in TOKENIZERS and not cfg.tokenizer.startswith("hf:"):
         raise _bad("tokenizer", f"unknown tokenizer '{cfg.tokenizer}' in the data section",
-                   hint="use one of: bytes, chars, bpe")
+                   hint='use one of: bytes, chars, bpe, or "hf:DIR" (a Hugging Face tokenizer.json)')
     _validate_engine(cfg)
     if not 0.0 < cfg.val_fraction < 1.0:
         raise _bad("val_fraction",
