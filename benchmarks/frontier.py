@@ -89,15 +89,16 @@ def frontier_at(points: dict, flops: float) -> float:
 
 
 def frontier_needs(points: dict, loss: float) -> tuple[float, bool]:
-    """(FLOPs at which the frontier reaches `loss`, extrapolated?) linear in log FLOPs; past the
-    largest budget it extends the last segment (flagged)."""
+    """(FLOPs at which the frontier reaches `loss`, outside the budgets?) linear in log FLOPs;
+    below the frontier's best it extends the last segment, above its worst it answers the
+    smallest budget (an upper bound); both are flagged."""
     xs = sorted(points)
     for a, b in zip(xs, xs[1:]):
         la, lb = points[a], points[b]
         if lb <= loss <= la and la != lb:
             return math.exp(math.log(a) + (la - loss) / (la - lb) * (math.log(b) - math.log(a))), False
-    if loss >= points[xs[0]]:
-        return xs[0], False
+    if loss >= points[xs[0]]:  # worse than the smallest budget's: at most that (flagged)
+        return xs[0], True
     a, b = xs[-2], xs[-1]
     slope = (points[b] - points[a]) / (math.log(b) - math.log(a))  # nats per e-fold of FLOPs
     if slope >= 0:
@@ -165,9 +166,9 @@ def report(table: dict, cfg: dict, date: str) -> str:
             lines.append(f"| frontier ({', '.join(best)}) | {b:g} | {ms(f['loss'])} | 0 | 1 | 1 | — |")
         for name, per in t["schedules"].items():
             for b, cells in per.items():
-                ext = " (extrapolated)" if any(c["extrapolated"] for c in cells) else ""
+                ext = " (outside the budgets)" if any(c["extrapolated"] for c in cells) else ""
                 lines.append(f"| {name} | {b:g} | {ms([c['final'] for c in cells])} | "
-                             f"{ms([c['gap'] for c in cells], '{:+.4f}')} | "
+                             f"{ms([c['gap'] for c in cells], '{:.4f}')} | "
                              f"{ms([c['flops_ratio'] for c in cells], '{:.2f}')}{ext} | "
                              f"{ms([c['seconds_ratio'] for c in cells], '{:.2f}')} | "
                              f"{ms([c['flops_to_same_size'] for c in cells], '{:.2f}')} |")
@@ -220,10 +221,28 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", help="where report.md, results.json and frontier.png go")
     ap.add_argument("--fresh", action="store_true", help="rerun everything")
+    ap.add_argument("--budgets", type=float, nargs="+", help="FLOPs budgets as multiples of F")
+    ap.add_argument("--sizes", nargs="+", metavar="LxD", help="static sizes, e.g. 2x64 4x128")
+    ap.add_argument("--schedules", nargs="+", help="grow_*.morph names")
+    ap.add_argument("--lr-budget", type=float, help="the LR sweep's budget (x F)")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     if args.seeds:
         cfg["seeds"] = args.seeds
+    if args.budgets:
+        cfg["budgets"] = tuple(sorted(args.budgets))
+    if args.sizes:
+        try:
+            cfg["sizes"] = tuple(tuple(int(x) for x in s.lower().split("x")) for s in args.sizes)
+        except ValueError:
+            ap.error("--sizes takes LAYERSxWIDTH, e.g. 2x64")
+    if args.schedules:
+        unknown = [n for n in args.schedules if not (SPECS / f"{n}.morph").exists()]
+        if unknown:
+            ap.error(f"no specs/bench/{unknown[0]}.morph")
+        cfg["schedules"] = tuple(args.schedules)
+    if args.lr_budget:
+        cfg["lr_budget"] = args.lr_budget
     out = Path(args.out or ROOT / ("runs/bench-frontier-quick" if args.quick else "benchmarks/results/frontier"))
     root = out / "runs"
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,52 @@
+"""The frontier benchmark's arithmetic (the frontier in log FLOPs, what it needs for a loss) and
+a tiny end-to-end run."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks.frontier import frontier_at, frontier_needs, main
+from tests.test_train import _env, cache  # noqa: F401
+
+POINTS = {1e10: 2.0, 1e11: 1.5, 1e12: 1.2}  # budget FLOPs -> the frontier's final loss
+
+
+def test_frontier_is_linear_in_log_flops():
+    assert frontier_at(POINTS, 1e10) == 2.0 and frontier_at(POINTS, 1e12) == 1.2
+    assert frontier_at(POINTS, math.sqrt(1e10 * 1e11)) == pytest.approx(1.75)
+    assert frontier_at(POINTS, 1e13) == 1.2  # no extrapolation of the loss itself
+
+
+def test_frontier_needs_interpolates_and_flags_extrapolation():
+    f, extra = frontier_needs(POINTS, 1.75)
+    assert f == pytest.approx(math.sqrt(1e10 * 1e11)) and not extra
+    f, extra = frontier_needs(POINTS, 1.2)
+    assert f == pytest.approx(1e12) and not extra
+    f, extra = frontier_needs(POINTS, 1.05)  # below the frontier's best: the last segment extended
+    assert extra and f == pytest.approx(1e12 * 10 ** 0.5)
+    assert frontier_needs(POINTS, 3.0) == (1e10, True)  # worse than the smallest budget: a bound
+    flat = {1e10: 1.0, 1e11: 1.0}
+    assert frontier_needs(flat, 0.5) == (math.inf, True)
+
+
+def test_benchmark_runs_end_to_end(tmp_path):
+    args = ["--seeds", "1", "--data", "stories", "--jobs", "1", "--budgets", "0.0015", "0.003",
+            "--sizes", "1x32", "1x64", "--schedules", "grow_last", "--lr-budget", "0.0015",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    names = {r["name"] for r in res["runs"]}
+    assert names == {"static_1L_d32", "static_1L_d64", "grow_last"}
+    F = res["config"]["F"]
+    for r in res["runs"]:  # every run spends (at least) its budget
+        assert r["flops"] >= r["budget"] * F * 0.999
+    lrs = {r["lr"] for r in res["runs"] if r["name"].startswith("static")}
+    assert len(lrs) == 2  # the sweep tried both LRs
+    table = res["table"]["stories"]
+    assert set(table["frontier"]) == {"0.0015", "0.003"}
+    (cell,) = table["schedules"]["grow_last"]["0.003"]
+    assert cell["gap"] == pytest.approx(cell["final"] - min(table["frontier"]["0.003"]["loss"]))
+    assert (tmp_path / "frontier.png").stat().st_size > 10_000
+    assert "frontier FLOPs ratio" in (tmp_path / "report.md").read_text()
