@@ -64,6 +64,12 @@ def layers(g, prefix: str = "blocks") -> int:
     return n
 
 
+def head_and_data(h: dict, tokenizer: str | None) -> tuple[str, str]:
+    """The spec's unembed (tied or not) and its data section (an hf: tokenizer, if any)."""
+    head = "unembed(vocab = vocab, tie = tok)" if h["tie"] else "unembed(vocab = vocab)"
+    return head, (f'\ndata {{\n  tokenizer = "hf:{tokenizer}"\n}}\n' if tokenizer else "")
+
+
 def fmt(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

@@ -2,7 +2,7 @@
 GELU MLP, tied head by default."""
 from __future__ import annotations
 
-from .family import Family, fmt, layers, unit
+from .family import Family, fmt, head_and_data, layers, unit
 from .files import field
 
 ACTS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": None,
@@ -37,8 +37,7 @@ class GPT2(Family):
     def spec(self, h, name, source, tokenizer):
         hidden = "4 * d" if h["hidden"] in (None, 4 * h["d"]) else str(h["hidden"])
         eps = fmt(h["eps"])
-        head = "unembed(vocab = vocab, tie = tok)" if h["tie"] else "unembed(vocab = vocab)"
-        data = (f'\ndata {{\n  tokenizer = "hf:{tokenizer}"\n}}\n' if tokenizer else "")
+        head, data = head_and_data(h, tokenizer)
         return f"""# {name}: imported from the Hugging Face model in {source} (model_type gpt2)
 # by `morphc import`. Each block: x + attn(ln1(x)), then x + mlp(ln2(x)).
 spec {name}

@@ -3,7 +3,7 @@ positions, grouped-query attention (q_proj, k_proj, v_proj, o_proj), a SwiGLU ML
 head by default."""
 from __future__ import annotations
 
-from .family import Family, fmt, layers, unit
+from .family import Family, fmt, head_and_data, layers, unit
 from .files import field
 
 ACTS = {"silu": "swiglu", "gelu": "geglu"}
@@ -53,8 +53,7 @@ class Llama(Family):
 
     def spec(self, h, name, source, tokenizer):
         hd = "" if h["head_dim"] * h["heads"] == h["d"] else f", head_dim = {h['head_dim']}"
-        head = "unembed(vocab = vocab, tie = tok)" if h["tie"] else "unembed(vocab = vocab)"
-        data = (f'\ndata {{\n  tokenizer = "hf:{tokenizer}"\n}}\n' if tokenizer else "")
+        head, data = head_and_data(h, tokenizer)
         eps = fmt(h["eps"])
         return f"""# {name}: imported from the Hugging Face model in {source} (Llama-style)
 # by `morphc import`. Each block: x + attn(rmsnorm(x)), then x + mlp(rmsnorm(x)), with
