@@ -2,7 +2,7 @@
 `transformers` (no download), saved locally, imported, grown, exported and loaded back.
 
 - import equals HF's logits within 1e-5 for several shapes (GQA on/off, tied/untied heads,
-  biases on/off, head_dim != hidden / heads);
+  biases on/off, head_dim != hidden / heads; GPT-2, Llama, Qwen2);
 - import -> every applicable rewrite -> unchanged logits -> export -> HF loads it and equals the
   grown model; what HF cannot express is a clear error;
 - import -> export of an unchanged model gives the original tensors, bit for bit;
@@ -43,6 +43,9 @@ LLAMA = {
                                 attention_bias=True, mlp_bias=True),
     "llama_head_dim": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
                            num_key_value_heads=1, head_dim=24, rope_theta=500.0),
+    # Qwen2: Llama with q/k/v biases and none on o_proj (`attention(proj_bias = false)`)
+    "qwen2_tied": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, tie_word_embeddings=True),
 }
 
 
@@ -63,13 +66,13 @@ def _make(kind, kw, d: Path):
     else:
         kw = dict(kw)
         theta = kw.pop("rope_theta", None)
-        cfg = transformers.LlamaConfig(vocab_size=V, max_position_embeddings=64, bos_token_id=0,
-                                       eos_token_id=0, **kw)
+        cls = transformers.Qwen2Config if d.name.startswith("qwen2") else transformers.LlamaConfig
+        cfg = cls(vocab_size=V, max_position_embeddings=64, bos_token_id=0, eos_token_id=0, **kw)
         if theta is not None:  # transformers 4 (rope_theta) and 5 (rope_parameters)
             cfg.rope_theta = theta
             if isinstance(getattr(cfg, "rope_parameters", None), dict):
                 cfg.rope_parameters["rope_theta"] = theta
-        m = transformers.LlamaForCausalLM(cfg)
+        m = (transformers.Qwen2ForCausalLM if d.name.startswith("qwen2") else transformers.LlamaForCausalLM)(cfg)
     with torch.no_grad():  # move gains and biases off their init so a wrong mapping shows
         for p in m.parameters():
             p.add_(0.02 * torch.randn_like(p))
@@ -122,6 +125,7 @@ GROWTHS = {
     "llama_gqa": [("add_head", {"target": "blocks.*.attn", "n": 2}), ("widen_mlp", {"target": "blocks.*.mlp", "by": 8}),
                   ("insert_block", {"target": "blocks", "at": 2}), ("widen_embed", {"factor": 2})],
     "llama_mha_tied_bias": [("add_head", {"target": "blocks.*.attn", "n": 4, "kv": True}), ("widen_embed", {"factor": 2})],
+    "qwen2_tied": [("add_head", {"target": "blocks.*.attn", "n": 2}), ("widen_mlp", {"target": "blocks.*.mlp", "by": 8})],
 }
 
 

@@ -1,6 +1,6 @@
-"""Llama (`model_type = llama`, and `mistral` without a sliding window): RMSNorm, rotary
-positions, grouped-query attention (q_proj, k_proj, v_proj, o_proj), a SwiGLU MLP, an untied
-head by default."""
+"""Llama (`model_type = llama`; `mistral` without a sliding window; `qwen2`, which adds biases to
+q/k/v but not o_proj): RMSNorm, rotary positions, grouped-query attention (q_proj, k_proj,
+v_proj, o_proj), a SwiGLU MLP, an untied head by default."""
 from __future__ import annotations
 
 from .family import Family, fmt, head_and_data, layers, unit
@@ -10,7 +10,7 @@ ACTS = {"silu": "swiglu", "gelu": "geglu"}
 
 
 class Llama(Family):
-    name, model_types, style, architecture = "llama", ("llama", "mistral"), "linear", "LlamaForCausalLM"
+    name, model_types, style, architecture = "llama", ("llama", "mistral", "qwen2"), "linear", "LlamaForCausalLM"
 
     def hparams(self, cfg, path):
         pos = lambda v: v > 0  # noqa: E731
@@ -23,6 +23,9 @@ class Llama(Family):
              "tie": field(cfg, path, "tie_word_embeddings", bool, False),
              "bias": field(cfg, path, "attention_bias", bool, False),
              "mlp_bias": field(cfg, path, "mlp_bias", bool, False)}
+        h["proj_bias"] = h["bias"]
+        if cfg.get("model_type") == "qwen2":  # q/k/v biases, none on o_proj
+            h["bias"], h["proj_bias"] = True, False
         h["kv"] = field(cfg, path, "num_key_value_heads", int, h["heads"], pos)
         if h["heads"] % h["kv"]:
             raise self.unsupported(path, "num_key_value_heads", h["kv"],
@@ -53,6 +56,8 @@ class Llama(Family):
 
     def spec(self, h, name, source, tokenizer):
         hd = "" if h["head_dim"] * h["heads"] == h["d"] else f", head_dim = {h['head_dim']}"
+        if h["proj_bias"] != h["bias"]:
+            hd += f", proj_bias = {fmt(h['proj_bias'])}"
         head, data = head_and_data(h, tokenizer)
         eps = fmt(h["eps"])
         return f"""# {name}: imported from the Hugging Face model in {source} (Llama-style)
@@ -105,9 +110,13 @@ model {{
                 "kv": r.get("kv_heads") or r["heads"], "head_dim": r["head_dim"], "layers": layers(g),
                 "hidden": m["hidden"], "ctx": 2048, "eps": unit(g, "ln_f", "rmsnorm").resolved["eps"],
                 "tie": bool(unit(g, "head", "unembed").resolved.get("tie")), "bias": r.get("bias", True),
+                "proj_bias": r.get("proj_bias", r.get("bias", True)),
                 "mlp_bias": m.get("bias", True), "act": m.get("act"), "theta": r.get("rope_theta", 10000.0)}
 
     def check(self, h, path):
+        if h["proj_bias"] and not h["bias"]:
+            raise self.unsupported(path, "attention_bias", False, "an o_proj bias without q/k/v "
+                                   "biases is neither Llama nor Qwen2", "drop `proj_bias`")
         if h["d"] % h["heads"]:  # transformers validates this even when head_dim is given
             raise self.unsupported(path, "num_attention_heads", h["heads"],
                                    f"transformers needs hidden_size = {h['d']} divisible by it",
@@ -116,7 +125,10 @@ model {{
 
     def config(self, h):
         act = {v: k for k, v in ACTS.items()}.get(h["act"], h["act"])
-        return {"architectures": [self.architecture], "model_type": "llama", "vocab_size": h["vocab"],
+        qwen = h["bias"] and not h["proj_bias"]  # only Qwen2 has q/k/v biases without o_proj's
+        arch, mt = ("Qwen2ForCausalLM", "qwen2") if qwen else (self.architecture, "llama")
+        extra = {"use_sliding_window": False, "sliding_window": None} if qwen else {}
+        return {**extra, "architectures": [arch], "model_type": mt, "vocab_size": h["vocab"],
                 "hidden_size": h["d"], "num_attention_heads": h["heads"], "num_key_value_heads": h["kv"],
                 "head_dim": h["head_dim"], "num_hidden_layers": h["layers"], "intermediate_size": h["hidden"],
                 "max_position_embeddings": h["ctx"], "rms_norm_eps": h["eps"], "hidden_act": act,

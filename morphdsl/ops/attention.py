@@ -145,6 +145,7 @@ class AttentionOp(Op):
         rope_fraction: float = 1.0          # rotate this fraction of each head's channels
         causal: bool = True
         bias: bool = True
+        proj_bias: Optional[bool] = None    # the output projection's bias; none: as `bias` (Qwen2: false)
         dropout: float = 0.0
         lanes: Lanes = None
 
@@ -170,7 +171,8 @@ class AttentionOp(Op):
                 raise ValueError("grouped-query attention (`kv_heads`) cannot run per lane yet",
                                  "drop `kv_heads`, or move the attention outside the partition")
         rot = _rot(hd, a.get("rope_fraction", 1.0), a.get("rope_theta", 10000.0)) if a.get("rope") else 0
-        return {**a, "dim": C, "head_dim": hd, "lanes": ln, "rot": rot}, inputs[0]
+        pb = a.get("bias", True) if a.get("proj_bias") is None else a["proj_bias"]
+        return {**a, "dim": C, "head_dim": hd, "lanes": ln, "rot": rot, "proj_bias": pb}, inputs[0]
 
     def parts(self, r):
         C, H, hd, kv, ln = r["dim"], r["heads"], r["head_dim"], r.get("kv_heads"), r.get("lanes")
@@ -186,26 +188,24 @@ class AttentionOp(Op):
                                              "fraction": r.get("rope_fraction", 1.0)}))
         out.append(Part("sdpa", "sdpa", {**lay, "causal": r.get("causal", True),
                                          "dropout": r.get("dropout", 0.0)}))
-        out.append(Part("proj", "linear", {"out": C, "bias": b, "lanes": ln}))
+        out.append(Part("proj", "linear", {"out": C, "bias": r.get("proj_bias", b), "lanes": ln}))
         return out
 
     def param_shapes(self, r):  # its parts' parameters, by their names inside the composite
         C, inner, L, b = r["dim"], r["heads"] * r["head_dim"], r.get("lanes"), r.get("bias", True)
+        pb = r.get("proj_bias", b)
         if r.get("kv_heads") is not None:
             kv = 2 * r["kv_heads"] * r["head_dim"]
             out = {"q.weight": (inner, C), "kv.weight": (kv, C), "proj.weight": (C, inner)}
-            if b:
-                out.update({"q.bias": (inner,), "kv.bias": (kv,), "proj.bias": (C,)})
-            return out
+            out.update({"q.bias": (inner,), "kv.bias": (kv,)} if b else {})
+            return {**out, **({"proj.bias": (C,)} if pb else {})}
         if L:
             out = {"qkv.weight": (L, 3 * inner // L, C // L), "proj.weight": (L, C // L, inner // L)}
-            if b:
-                out.update({"qkv.bias": (L, 3 * inner // L), "proj.bias": (L, C // L)})
-        else:
-            out = {"qkv.weight": (3 * inner, C), "proj.weight": (C, inner)}
-            if b:
-                out.update({"qkv.bias": (3 * inner,), "proj.bias": (C,)})
-        return out
+            out.update({"qkv.bias": (L, 3 * inner // L)} if b else {})
+            return {**out, **({"proj.bias": (L, C // L)} if pb else {})}
+        out = {"qkv.weight": (3 * inner, C), "proj.weight": (C, inner)}
+        out.update({"qkv.bias": (3 * inner,)} if b else {})
+        return {**out, **({"proj.bias": (C,)} if pb else {})}
 
     def positions_of(self, r):
         return "causal" if r.get("causal", True) else "noncausal"
@@ -219,8 +219,9 @@ class AttentionOp(Op):
         if r.get("lanes") or r.get("rot") and style == "conv1d":
             return None
         b, inner, hd, kv = r.get("bias", True), r["heads"] * r["head_dim"], r["head_dim"], r.get("kv_heads")
+        pb = r.get("proj_bias", b)
         if style == "conv1d":
-            if kv is not None:
+            if kv is not None or pb != b:
                 return None
             out = {"qkv.weight": Ext(("c_attn.weight",), True), "proj.weight": Ext(("c_proj.weight",), True)}
             return {**out, **({"qkv.bias": Ext(("c_attn.bias",)), "proj.bias": Ext(("c_proj.bias",))} if b else {})}
@@ -229,7 +230,7 @@ class AttentionOp(Op):
         qkv["proj"] = Ext(("o_proj",))
         out = {}
         for p, e in qkv.items():
-            for t in ("weight",) + (("bias",) if b else ()):
+            for t in ("weight",) + (("bias",) if (pb if p == "proj" else b) else ()):
                 names = tuple(f"{n}.{t}" for n in e.names)
                 out[f"{p}.{t}"] = Fused(names, sizes=e.sizes) if isinstance(e, Fused) else Ext(names)
         return out
@@ -264,7 +265,9 @@ class AttentionOp(Op):
         w.add("qkv.weight", lambda t: cin(t[rows]), lambda t: rep(t[rows], k, 1))
         w.add("proj.weight", lambda t: rep(t[:, cols], k, 0) / k, lambda t: rep(t[:, cols], k, 0))
         if r.get("bias", True):
-            w.add("qkv.bias", lambda b: b[rows]).add("proj.bias", copies(ctx, 0))
+            w.add("qkv.bias", lambda b: b[rows])
+        if r.get("proj_bias", r.get("bias", True)):
+            w.add("proj.bias", copies(ctx, 0))
         return w
 
     def _widen_grouped(self, r, ctx, k, H, hd, kv):
@@ -277,6 +280,7 @@ class AttentionOp(Op):
         w.add("proj.weight", lambda t: rep(t[:, cols], k, 0) / k, lambda t: rep(t[:, cols], k, 0))
         if r.get("bias", True):
             w.add("q.bias", lambda b: b[qrows]).add("kv.bias", lambda b: b[kvrows])
+        if r.get("proj_bias", r.get("bias", True)):
             w.add("proj.bias", copies(ctx, 0))
         return w
 
