@@ -47,8 +47,8 @@ def _cuda_missing(name: str) -> MorphError:
            else "no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
     return _error("device", f"device '{name}' was asked for, but CUDA is not available "
                             f"({why}; torch {build})",
-                  hint="use --device cpu (or auto); for a GPU install a CUDA build of torch, "
-                       "e.g. pip install torch --index-url https://download.pytorch.org/whl/cu124")
+                  hint="use --device cpu (or auto); for a GPU install a CUDA build of torch "
+                       "(PyTorch's install instructions give the command for your CUDA version)")
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
