@@ -5,7 +5,8 @@ the same outputs.
 Specs are generated from the constructs of docs/language.md: parameters, ops, `residual`,
 `parallel` with every join (and `split`), named groups, labelled and unlabelled block instances
 with 1-3 layers (also as parallel branches, blocks inside blocks, positional arguments),
-`repeat`, `partition`, `pyramid`, the `convex` modifier, attention with rope and grouped-query
+`repeat`, `partition`, `pyramid`, the `convex` modifier, seeds (block seeds in a residual and
+seed branches, at every stage), attention with rope and grouped-query
 heads, attention's parts written out (`linear`, `rope`, `sdpa`, `linear`), and comments; they are built from a file
 (so the source's expressions and comments are used) and grown by zero to two random rewrites.
 The readable text is checked without the fallback (`emit(g, fallback=False)`), and so is the
@@ -68,7 +69,7 @@ class Gen:
 
     def item(self, w, depth):
         kinds = ["op", "op", "block"] + (["residual", "parallel", "parallel", "group", "repeat", "partition",
-                                           "pyramid", "convex"] if depth < 3 else [])
+                                           "pyramid", "convex", "seed"] if depth < 3 else [])
         k = self.pick(kinds)
         if k == "op":
             return self.op(w)
@@ -78,6 +79,8 @@ class Gen:
             return f"{self.lab()}residual {{\n{self.body(w, depth + 1)}\n}}"
         if k == "group":
             return f"{self.label('g')} {{\n{self.body(w, depth + 1)}\n}}"
+        if k == "seed":  # a block seed: x + gate(body(x))
+            return f"{self.lab()}residual {{\n{self.seed()} {{\n{self.body(w, depth + 1)}\n}}\n}}"
         if k == "repeat":
             return f"{self.label('r')}: repeat({self.draw(st.integers(1, 3))}) {{\n{self.body(w, depth + 1)}\n}}"
         if k == "partition":
@@ -90,6 +93,11 @@ class Gen:
                               f"{self.lab()}C(w = {w})", f"convex {self.label()}: linear(out = {w})"])
         return self.parallel(w, depth)
 
+    def seed(self):
+        stage = self.pick(["training", "blending", "holding"])
+        alpha = f", alpha = {self.pick(['0.0', '0.25', '0.4', '1.0'])}" if stage == "blending" else ""
+        return f"{self.label('s')}: seed(stage = {stage}{alpha})"
+
     def parallel(self, w, depth):
         join = self.pick(["add", "mean", "max", "mul", "sub", "concat"])
         split = join == "concat"
@@ -100,9 +108,11 @@ class Gen:
         return f"{self.lab()}parallel({args}) {{\n" + "\n".join(branches) + "\n}"
 
     def branch(self, w, depth):
-        k = self.pick(["op", "inst", "inst", "group", "convex"])
+        k = self.pick(["op", "inst", "inst", "group", "convex", "seed"])
         if k == "op":
             return self.op(w)
+        if k == "seed":  # new units next to the host's branches
+            return f"{self.seed()} {{\n{self.op(w)}\n}}"
         if k == "inst":  # unnamed multi-op instances as branches used to make emit raise
             return self.call(w)
         if k == "convex":
@@ -134,6 +144,9 @@ def grown(g, draw):
     options += [("insert_block", {"target": p, "at": draw(st.integers(0, len(r.children)))})
                 for p, r in regions if r.attrs.get("repeat")]
     options += [("grow_pyramid", {"target": p}) for p, r in regions if r.attrs.get("pyramid")]
+    seeds = [p for p, r in regions if r.kind == "seed"]
+    options += [("seed_stage", {"target": p, "stage": "blending", "alpha": 0.5}) for p in seeds]
+    options += [(op, {"target": p}) for p in seeds for op in ("fossilize", "prune")]
     if not options:
         return g
     op = draw(st.sampled_from(sorted({o for o, _ in options})))  # each rewrite as likely

@@ -63,6 +63,8 @@ def region_kind(region) -> str:
         kind = f"repeat({a['repeat']})"
     elif region.kind == "partition":
         kind = f"partition({a['lanes']})"
+    elif region.kind == "seed":
+        kind = f"seed({a['stage']}" + (f", alpha = {a['alpha']})" if a["stage"] == "blending" else ")")
     elif region.kind == "parallel":
         kind = f"parallel({a.get('join', 'concat')})"
     else:

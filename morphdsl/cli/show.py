@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from ..ir.memory import fmt_bytes
+from ..ir.seeds import seed_rows
 from .common import console, fmt_int, load_graph, prod, region_kind
 
 
@@ -57,7 +58,7 @@ def memory(g) -> dict:
 def summary(g) -> dict:
     return {"name": g.name, "file": g.filename, "params": g.n_params(), "memory": memory(g),
             "input": list(g.input_type.dims), "output": g.output,
-            "nodes": node_rows(g), "regions": region_rows(g),
+            "nodes": node_rows(g), "regions": region_rows(g), "seeds": seed_rows(g),
             "data": g.sections.get("data", {}), "train": g.sections.get("train", {}),
             "grow": len(g.sections.get("grow", []))}
 
@@ -98,6 +99,14 @@ def run(args) -> int:
             rt.add_row(r["path"], r["kind"], str(r["nodes"]), fmt_int(r["params"]),
                        f"{100 * r['params'] / total:.1f}%")
         out.print(rt)
+    seeds = seed_rows(g)
+    if seeds:
+        st = Table(title="seeds", title_justify="left")
+        for c, j in (("seed", "left"), ("stage", "left"), ("alpha", "right"), ("params", "right")):
+            st.add_column(c, justify=j, overflow="fold")
+        for r in seeds:
+            st.add_row(r["path"], r["stage"], f"{r['alpha']:g}", fmt_int(r["params"]))
+        out.print(st)
     from ..ir.memory import train_memory, train_shape
 
     est = train_memory(g, *train_shape(g))

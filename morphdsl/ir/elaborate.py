@@ -11,7 +11,7 @@ from .args import bind_params, validate_args
 from .evaluate import Symbol, evaluate
 from .graph import OpInst, Region
 
-CONSTRUCTS = {"residual", "parallel", "partition", "repeat", "pyramid"}
+CONSTRUCTS = {"residual", "parallel", "partition", "repeat", "pyramid", "seed"}
 SECTIONS = {"model", "data", "train", "grow"}
 JOINS = {"concat", "add", "mean", "max", "mul", "sub", "div"}
 
@@ -259,6 +259,35 @@ class Elaborator:
             self._claim(s.label, names, s.span)
         inner = self.body(s.body, env, set() if s.label else names)
         return Region("partition", inner, name=s.label, span=s.span, convex=convex, attrs={"lanes": lanes})
+
+    def c_seed(self, s, env, names, convex):
+        """`name: seed(stage = training|blending|holding, alpha = a) { body }` (ops/seed.py)."""
+        from ..ops.seed import seed_state
+
+        pos, kw, spans = self.eval_args(s, env)
+        example = "e.g. `s: seed(stage = blending, alpha = 0.5) { mlp: mlp(hidden = 64) }`"
+        extra = sorted(set(kw) - {"stage", "alpha"})
+        if pos or extra:
+            at = spans[extra[0]] if extra else pos[0][1]
+            raise SpecError(f"seed takes `stage` and `alpha`, not `{extra[0]}`" if extra else
+                            "seed takes keyword arguments `stage` and `alpha`", at.span,
+                            hint=(did_you_mean(extra[0], ("stage", "alpha")) if extra else None) or example)
+        if not s.label:
+            raise SpecError("a seed needs a name: `s: seed(stage = training) { ... }`", s.span,
+                            hint="seed_stage, fossilize and prune find a seed by its path")
+        if not s.body:
+            raise SpecError("a seed needs a body `{ ... }` (the growth on probation)", s.span, hint=example)
+        stage = kw.get("stage", "training")
+        try:
+            stage, alpha = seed_state(stage, kw.get("alpha"))
+        except ValueError as e:
+            at = spans["alpha"] if "alpha" in spans and not str(e.args[0]).startswith("unknown") \
+                else spans.get("stage", s)
+            raise SpecError(e.args[0], at.span, hint=e.args[1]) from None
+        self._claim(s.label, names, s.span)
+        inner = self.body(s.body, env, set())
+        return Region("seed", inner, name=s.label, span=s.span, convex=convex,
+                      attrs={"stage": stage, "alpha": alpha})
 
     def c_repeat(self, s, env, names, convex):
         pos, kw, _ = self.eval_args(s, env)

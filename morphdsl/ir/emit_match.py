@@ -24,6 +24,8 @@ def _attrs(x: Region):
         return (x.attrs.get("join"), bool(x.attrs.get("split")))
     if x.kind == "partition":
         return x.attrs.get("lanes")
+    if x.kind == "seed":
+        return (x.attrs.get("stage"), x.attrs.get("alpha"))
     return None
 
 

@@ -93,6 +93,12 @@ class TreeEmitter:
             e = expr_for(it.attrs["lanes"], self.env, (src.args[0].value if src and src.args else None))
             return A.Stmt(label=it.name, name="partition", args=[A.Arg(name="lanes", value=e)],
                           body=self.seq(it.children, inner), modifiers=mods, span=span)
+        if it.kind == "seed":
+            args = [A.Arg(name="stage", value=literal(it.attrs["stage"], self.env))]
+            if it.attrs["stage"] == "blending":
+                args.append(A.Arg(name="alpha", value=expr_for(float(it.attrs["alpha"]), self.env)))
+            return A.Stmt(label=it.name, name="seed", args=args, body=self.seq(it.children, set()),
+                          modifiers=mods, span=span)
         if it.kind == "parallel":
             args = [A.Arg(name="join", value=literal(it.attrs["join"], self.env))]
             if it.attrs.get("split"):

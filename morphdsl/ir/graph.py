@@ -78,12 +78,13 @@ class OpInst:
 
 @dataclass
 class Region:
-    """A structured region. kind: group | residual | parallel | partition.
+    """A structured region. kind: group | residual | parallel | partition | seed.
 
     - group: a sequence; if `name` is set it is a path component (a submodule).
     - residual: out = x + body(x).
     - parallel: `children` are branches (each a group); attrs: join, split.
     - partition: a sequence whose ops run per lane; attrs: lanes.
+    - seed: a growth on probation, out = gate(body(x)); attrs: stage, alpha (ops/seed.py).
     `attrs["block"]` / `attrs["pyramid"]` record where a group came from, for emission.
     """
 

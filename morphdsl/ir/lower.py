@@ -66,7 +66,21 @@ class Lowering:
             return k, t
         if it.kind == "parallel":
             return self.parallel(it, x, t, sc, lanes, regs)
+        if it.kind == "seed":
+            return self.seed(it, x, t, sc, lanes, regs)
         raise ValueError(f"unknown region kind {it.kind}")
+
+    def seed(self, it, x, t, sc, lanes, regs):
+        """A seed: its body, then a `seed_gate` node `s#gate0` holding the stage (ops/seed.py)."""
+        y, u = self.seq(it.children, x, t, sc, lanes, regs)
+        if u.channels != t.channels:
+            raise ShapeError(f"seed `{sc}` changes the width from {t.channels} to {u.channels}", it.span,
+                             node=sc, hint="a seed's output is added to the host's: its body must keep the width")
+        r = {"stage": it.attrs["stage"], "alpha": it.attrs["alpha"]}
+        k = self.struct_key(sc, "gate")
+        self.node(k, [y], kind="op", op="seed_gate", args=dict(r), resolved=r, type=u, in_types=[u],
+                  span=it.span, lanes=lanes, regions=regs, param_shapes={}, buffer_shapes={}, seed=sc)
+        return k, u
 
     def parallel(self, it, x, t, sc, lanes, regs):
         n = len(it.children)

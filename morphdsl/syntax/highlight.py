@@ -22,7 +22,7 @@ from pygments.token import (Comment, Error, Keyword, Name, Number, Operator, Pun
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 KEYWORDS = ("use", "spec", "block", "convex")
 SECTIONS = ("model", "data", "train", "grow")
-CONSTRUCTS = ("residual", "parallel", "partition", "repeat", "pyramid")
+CONSTRUCTS = ("residual", "parallel", "partition", "repeat", "pyramid", "seed")
 FLOAT = r"[0-9]+\.[0-9]+(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+"
 ESCAPE = r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})'  # JSON escapes (strings are decoded by json.loads)
 _BLOCKDEF = re.compile(rf"\bblock\s+({NAME})")
