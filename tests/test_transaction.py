@@ -83,7 +83,8 @@ def assert_same(a, b):
 
 
 # ------------------------------------------------------------------ rollback
-def test_broken_transfer_is_caught_rolled_back_and_names_rewrite_and_node():
+@pytest.mark.parametrize("share", [False, True])
+def test_broken_transfer_is_caught_rolled_back_and_names_rewrite_and_node(share):
     @rewrite("bad_widen", applies_to=["hidden"])
     def bad(graph, target=None, by=4):
         res = REWRITES["widen_mlp"].fn(graph, target, by)
@@ -95,7 +96,7 @@ def test_broken_transfer_is_caught_rolled_back_and_names_rewrite_and_node():
     try:
         m, opt = trained()
         before = snapshot(m, opt)
-        txn = GrowthTransaction(m, opt, step=7)
+        txn = GrowthTransaction(m, opt, step=7, share=share)  # share: fails after handing over
         with pytest.raises(IdentityError) as ei:
             txn.apply("bad_widen", {"target": "blocks.1.mlp", "by": 4})
         assert isinstance(ei.value, VerifyError) and isinstance(ei.value, GrowthError)
@@ -237,6 +238,17 @@ def test_share_hands_unchanged_state_over_and_matches_copying():
             assert torch.equal(v, b.optimizer.state[pb[n]][k])
     old = m.get_parameter("tok.weight")
     assert b.optimizer.state[pb["tok.weight"]]["exp_avg"] is opt.state[old]["exp_avg"]
+    # unchanged tensors are the old Parameter objects themselves; grown ones are new tensors
+    assert pb["tok.weight"] is old and pb["blocks.1.mlp.fc.weight"] is m.get_parameter("blocks.1.mlp.fc.weight")
+    assert pb["blocks.0.attn.qkv.weight"] is not m.get_parameter("blocks.0.attn.qkv.weight")
+    assert pa["tok.weight"] is not old  # without share: a copy
+    # and the shared model trains like the copied one
+    for r in (a, b):
+        r.optimizer.zero_grad()
+        loss(r.module).backward()
+        r.optimizer.step()
+    assert all(torch.equal(p, dict(b.module.named_parameters())[n])
+               for n, p in a.module.named_parameters())
 
 
 def test_probe_outputs_are_returned_for_the_caller():

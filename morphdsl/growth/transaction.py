@@ -11,8 +11,9 @@ the new module is freshly compiled, weights and state are copied into it, and on
 is built (param groups and their hyperparameters kept; see rewrites.transfer.transfer_optimizer).
 So a failure at any stage is a rollback by construction; the error names the rewrite, the stage
 and, where there is one, the IR node (`err.node`). Identity failures of exact rewrites raise
-`IdentityError` (a VerifyError and a GrowthError). With `share=True` unchanged tensors' optimizer
-state is handed over without a copy (faster; the old optimizer must not be stepped afterwards).
+`IdentityError` (a VerifyError and a GrowthError). With `share=True` unchanged tensors (their
+Parameter objects and their optimizer state) are handed over without a copy (faster; the old
+model and optimizer must not be trained afterwards — the engine drops them).
 """
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ class GrowthTransaction:
         lap("compile")
         movers: dict = {}
         with _stage(what, "could not move the weights"):
-            apply_plan(res.plan, old, new, movers)
+            apply_plan(res.plan, old, new, movers, share=self.share)
         lap("weights")
         opt = None
         if self.optimizer is not None:

@@ -55,6 +55,14 @@ class NonnegLinear(nn.Module):
         return F.linear(x, self.weight, self.bias)
 
 
+class _Linear(nn.Linear):
+    """nn.Linear without its kaiming init (make_linear draws the init): allocating a compiled
+    model's linears costs no random draws and no meta-device decompositions."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
 def make_linear(d_in: int, d_out: int, bias: bool, lanes: int | None, nonneg: bool = False):
     if nonneg:
         if lanes:
@@ -62,8 +70,7 @@ def make_linear(d_in: int, d_out: int, bias: bool, lanes: int | None, nonneg: bo
         return NonnegLinear(d_in, d_out, bias)
     if lanes:
         return LaneLinear(lanes, d_in // lanes, d_out // lanes, bias)
-    # allocate without nn.Linear's default init: it would be overwritten at once
-    lin = nn.Linear(d_in, d_out, bias=bias, device="meta").to_empty(device="cpu")
+    lin = _Linear(d_in, d_out, bias=bias)  # no default init: it would be overwritten at once
     nn.init.normal_(lin.weight, std=0.02)
     if bias:
         nn.init.zeros_(lin.bias)

@@ -165,14 +165,17 @@ def move(entry: Entry, old: torch.Tensor, new: torch.Tensor, mover: Mover | None
 
 @torch.no_grad()
 def apply_plan(plan: TransferPlan, old_module: nn.Module, new_module: nn.Module,
-               movers: dict | None = None) -> nn.Module:
+               movers: dict | None = None, share: bool = False) -> nn.Module:
     """Fill new_module's parameters/buffers from old_module following the plan (in place).
     `movers`, when given, is filled with the `Mover` of every copied tensor, by new name (the
-    optimizer transfer reuses them for the state tensors shaped like the parameter)."""
+    optimizer transfer reuses them for the state tensors shaped like the parameter). With
+    `share`, a parameter copied whole becomes the old module's Parameter object itself (no copy;
+    the old module must not be trained afterwards: a transaction's caller that drops it)."""
     from ..ops import get_op
 
     movers = {} if movers is None else movers
     old, new = tensors(old_module), tensors(new_module)
+    old_params = dict(old_module.named_parameters()) if share else {}
     for name, t in new.items():
         e = plan.entries.get(name) or Entry(name if name in old else None)
         if isinstance(e.init, torch.Tensor):
@@ -186,7 +189,12 @@ def apply_plan(plan: TransferPlan, old_module: nn.Module, new_module: nn.Module,
                 t.copy_(e.fn(old[e.src].detach()))
             elif e.src is not None:
                 mv = movers[name] = Mover(e, old[e.src].shape, t.shape)
-                mv(old[e.src], t)
+                if mv.full and e.src in old_params and isinstance(t, nn.Parameter) \
+                        and old_params[e.src].dtype == t.dtype and old_params[e.src].device == t.device:
+                    owner, _, leaf = name.rpartition(".")
+                    setattr(new_module.get_submodule(owner), leaf, old_params[e.src])
+                else:
+                    mv(old[e.src], t)
         except (ValueError, RuntimeError, IndexError) as err:
             wrapped = ValueError(f"`{name}` (from `{e.src}`): {err}")
             wrapped.node = name.rsplit(".", 1)[0]
