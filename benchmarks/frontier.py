@@ -27,12 +27,16 @@ from pathlib import Path
 
 from .growth import DATASETS, ROOT, SPECS, code_sha, ms, reach, run_one, spec_sha, step_flops
 
-# (layers, width) of the static family: the grown path 2L/d64 -> 2L/d128 -> 4L/d128, and above
-SIZES = ((2, 64), (2, 128), (3, 128), (4, 128), (4, 192))
+# (layers, width) of the static family: the grown path 2L/d64 -> 2L/d128 -> 3L/d128 -> 4L/d128.
+# Sized to fit about 2.5 h on 2 cores: F-units (1 F = one 4L/d128 run of 1,500 steps, 7-11 min
+# at 1 thread here) = 4 sizes x (0.125 + 0.25 + 0.5) x 6 (3 seeds x 2 data sets) = 21, the two
+# schedules 10.5, the LR sweep's second LR 1 (its first LR is the seed-0 run at 0.125 F, reused):
+# 32.5 F, about 2.2 h with 2 at a time. `--budgets 0.25 0.5 1 --sizes ... 4x192` runs larger.
+SIZES = ((2, 64), (2, 128), (3, 128), (4, 128))
 LRS = (6e-3, 1.2e-2)            # at d = 128 (lr_width = 128): the sweep per size
-BUDGETS = (0.25, 0.5, 1.0)      # x F
-SCHEDULES = ("grow_last", "grow_plateau", "grow_progress")
-FULL = dict(seeds=3, sizes=SIZES, budgets=BUDGETS, schedules=SCHEDULES, lr_budget=0.25, eval_every=50)
+BUDGETS = (0.125, 0.25, 0.5)    # x F
+SCHEDULES = ("grow_last", "grow_plateau")
+FULL = dict(seeds=3, sizes=SIZES, budgets=BUDGETS, schedules=SCHEDULES, lr_budget=0.125, eval_every=50)
 QUICK = dict(seeds=1, sizes=((2, 64), (2, 128)), budgets=(0.02, 0.04), schedules=("grow_last",),
              lr_budget=0.02, eval_every=25)
 
@@ -263,6 +267,7 @@ def main(argv=None) -> int:
                          cfg["lr_budget"] * F, cfg, root, f"lr-{size_name(layers, d)}-{lr:g}")
                 sweep.append({**j, "budget": cfg["lr_budget"], "lr": lr, "size": (layers, d)})
     swept = _run(sweep, args.jobs, reuse, log)
+    reuse.update({(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"]): r for r in swept})
     best_lr = {}
     for r in swept:
         k = (tuple(r["size"]), r["data"])
@@ -288,7 +293,8 @@ def main(argv=None) -> int:
     (out / "report.md").write_text(report(table, cfg, date) + "\n")
     cfg_out = {**cfg, "best_lr": {f"{k[0][0]}L_d{k[0][1]}/{k[1]}": v for k, v in best_lr.items()}}
     (out / "results.json").write_text(json.dumps({"config": cfg_out, "date": date, "table": table,
-                                                  "runs": swept + results}, indent=1, default=str))
+                                                  "runs": list({id(r): r for r in swept + results}.values())},
+                                                 indent=1, default=str))
     plot(results, cfg, out / "frontier.png")
     print(report(table, cfg, date))
     return 0
