@@ -187,7 +187,7 @@ def test_cli_import_check_grow_export(models, tmp_path, capsys):
     assert run_cli(capsys, "export", grown, "--weights", gw, "-o", tmp_path / "hfout")[0] == 0
     _quiet()
     back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hfout").eval()
-    assert back.config.intermediate_size == 48 + 16
+    assert back.config.intermediate_size == 48 + 16 and back.config.max_position_embeddings == 64
     torch.testing.assert_close(logits(back, IDX), logits(ref, IDX), rtol=0, atol=1e-5)
 
 

@@ -9,6 +9,13 @@ from .files import field
 ACTS = {"silu": "swiglu", "gelu": "geglu"}
 
 
+def _ctx(g) -> int:
+    """max_position_embeddings: the spec's `ctx` parameter (an imported spec has it), else the
+    training context, else 2048."""
+    v = g.params.get("ctx", g.sections.get("train", {}).get("ctx"))
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 2048
+
+
 class Llama(Family):
     name, model_types, style, architecture = "llama", ("llama", "mistral", "qwen2"), "linear", "LlamaForCausalLM"
 
@@ -71,6 +78,7 @@ heads  = {h['heads']}
 kv     = {h['kv']}
 hidden = {h['hidden']}
 layers = {h['layers']}
+ctx    = {h['ctx']}  # max_position_embeddings (rotary positions need no table; kept for export)
 
 block LlamaBlock(d, heads, kv) {{
   residual {{
@@ -108,7 +116,7 @@ model {{
         r, m = attn.resolved, mlp.resolved
         return {"vocab": tok.resolved["vocab"], "d": tok.resolved["dim"], "heads": r["heads"],
                 "kv": r.get("kv_heads") or r["heads"], "head_dim": r["head_dim"], "layers": layers(g),
-                "hidden": m["hidden"], "ctx": 2048, "eps": unit(g, "ln_f", "rmsnorm").resolved["eps"],
+                "hidden": m["hidden"], "ctx": _ctx(g), "eps": unit(g, "ln_f", "rmsnorm").resolved["eps"],
                 "tie": bool(unit(g, "head", "unembed").resolved.get("tie")), "bias": r.get("bias", True),
                 "proj_bias": r.get("proj_bias", r.get("bias", True)),
                 "mlp_bias": m.get("bias", True), "act": m.get("act"), "theta": r.get("rope_theta", 10000.0)}
