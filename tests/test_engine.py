@@ -317,3 +317,9 @@ def test_growth_in_training_stamps_each_slice_with_its_rewrite_and_step(tmp_path
     assert r["state"]["step"] == 18 and r["meta"] == meta
     back = morphdsl.compile(morphdsl.emit(r["module"].morph_graph))
     assert set(dict(back.named_parameters())) == set(r["meta"].params)
+
+
+def test_quiet_prints_only_the_summary_line(tmp_path, capsys):
+    assert main(["train", spec(tmp_path), "--out", str(tmp_path / "run"), "--steps", "6", "--quiet"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("step 6: final val loss ") and "params" in out[0]

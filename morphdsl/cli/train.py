@@ -68,7 +68,7 @@ def run(args) -> int:
     for k in ("steps", "stop_at"):
         if overrides[k] is not None and overrides[k] < 1:
             raise UsageError(f"--{k.replace('_', '-')} must be at least 1")
-    reporter = Reporter(enabled=not args.quiet)
+    reporter = Reporter(enabled=not args.quiet, summary=True)
     if args.resume:
         if not Path(args.resume).is_dir():
             raise UsageError(f"no such run directory: {args.resume}")

@@ -31,11 +31,12 @@ def describe_event(row: dict) -> str:
 
 
 class Reporter:
-    """Progress, evaluations and growth events; `enabled=False` prints nothing."""
+    """Progress, evaluations and growth events; `enabled=False` prints nothing, except the
+    one-line summary at the end when `summary` (`morphc train --quiet`)."""
 
     def __init__(self, enabled: bool = True, console: Console | None = None,
-                 live: bool | None = None):
-        self.enabled = enabled
+                 live: bool | None = None, summary: bool = False):
+        self.enabled, self.summary = enabled, summary
         self.console = console or Console(file=sys.stdout)
         self.live = self.console.is_terminal if live is None else live
         self.progress = self.task = None
@@ -91,6 +92,10 @@ class Reporter:
     def finish(self, summary: dict, sample: str | None, run_dir=None) -> None:
         self.stop()
         if not self.enabled:
+            if self.summary:
+                print(f"step {summary['step']}: final val loss {summary['val_loss']:.4f}, "
+                      f"{summary['params']:,} params, {summary['growth_events']} growth events, "
+                      f"{summary['time_s']:.1f} s" + (f" ({run_dir})" if run_dir else ""), flush=True)
             return
         table = Table(title="training summary", show_header=False)
         rows = [("steps", str(summary["step"])), ("tokens", f"{summary['tokens']:,}"),
