@@ -37,8 +37,12 @@ def prune(graph, target=None):
             up, j = chain[k - 1]
             br = holder.children[0]
             if holder.name is not None or holder.convex:
-                br = Region("group", [br], name=holder.name, span=holder.span, convex=holder.convex)
-            up.children[j] = br
+                up.children[j] = Region("group", [br], name=holder.name, span=holder.span,
+                                        convex=holder.convex)
+            elif br.kind == "group" and br.name is None and not br.convex and not br.attrs:
+                up.children[j:j + 1] = br.children  # an unnamed branch adds no path: splice it
+            else:
+                up.children[j] = br
     exact = stage == "training"
     note = f"{site.path}: pruned with {what} at stage {stage}" + \
         ("" if exact else " (not exact relative to the current model: the seed was live)")
