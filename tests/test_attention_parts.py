@@ -159,3 +159,12 @@ def test_bad_packed_layouts_are_located_errors(bad, says):
     with pytest.raises(MorphError) as e:
         morphdsl.build(text)
     assert says in e.value.message and e.value.line == 7, e.value.render()
+
+
+def test_kv_heads_in_lanes_is_refused_even_when_equal_to_heads():
+    """`kv_heads` means the q / kv projection layout, which is not packed per lane."""
+    text = host("", "lanes: partition(lanes = 2) {\n residual { ln0: layernorm\n"
+                    " attn: attention(heads = 2, kv_heads = 2) }\n mix(kind = sinkhorn) }")
+    with pytest.raises(MorphError) as e:
+        morphdsl.build(text)
+    assert "cannot run per lane yet" in e.value.message and e.value.hint and e.value.line == 5

@@ -135,7 +135,7 @@ class MorphGraph:
             if d.owner is not None:
                 if d.owner not in seen:
                     seen.add(d.owner)
-                    out.append((d.owner, self.unit(d.owner)))
+                    out.append((d.owner, comp[d.owner]))
                 continue
             if any(i in alias for i in d.inputs):
                 d = Node({**d, "inputs": [alias.get(i, i) for i in d.inputs]})
@@ -147,9 +147,7 @@ class MorphGraph:
         there is neither)."""
         comp = self.dag.graph.get("units", {})
         if key in comp:
-            u = comp[key]
-            alias = {v.output: k for k, v in comp.items()}
-            return Node({**u, "inputs": [alias.get(i, i) for i in u.inputs]})
+            return comp[key]  # its inputs name ops as written (the lowering stores them so)
         return self.dag.nodes[key] if key in self.dag else None
 
     def written(self, key: str) -> str:

@@ -136,7 +136,7 @@ class Lowering:
                                   Node(kind="op", op=it.op, args=dict(it.args), resolved=r, type=ot,
                                        in_types=[t], span=it.span, lanes=lanes, regions=regs,
                                        param_shapes=shapes, buffer_shapes=buffers, convex=it.convex,
-                                       inputs=[x]))
+                                       inputs=[self.g.nodes[x].get("owner") or x]))  # as written
         return self.node(key, [x], kind="op", op=it.op, args=dict(it.args), resolved=r, type=ot,
                          in_types=[t], span=it.span, lanes=lanes, regions=regs,
                          param_shapes=shapes, buffer_shapes=buffers,

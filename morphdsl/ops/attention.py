@@ -49,24 +49,31 @@ class _Layout(Args):
     lanes: Lanes = None
 
 
+def _check_heads(H: int, kv: int | None, ln: int | None, grouped: bool) -> None:
+    """Query heads split into key/value groups and lanes, or ValueError; `grouped`: the q / kv
+    projection layout (attention with `kv_heads`), which cannot run per lane yet."""
+    if ln and H % ln:
+        raise ValueError(f"{H} heads do not split into {ln} lanes",
+                         "use a head count that is a multiple of the lanes")
+    if kv is not None and H % kv:
+        raise ValueError(f"{H} heads do not split into {kv} key/value groups",
+                         "kv_heads must divide heads (e.g. heads = 8, kv_heads = 2)")
+    if ln and grouped:
+        raise ValueError("grouped-query attention (`kv_heads`) cannot run per lane yet",
+                         "drop `kv_heads`, or move the attention outside the partition")
+
+
 def _layout(name: str, a: dict, inputs, lanes) -> dict:
     C = need_features(name, inputs)
     H = a["heads"]
     kv = a.get("kv_heads") or H
     ln = a.get("lanes") or lanes
-    if H % kv:
-        raise ValueError(f"{H} heads do not split into {kv} key/value groups",
-                         "kv_heads must divide heads (e.g. heads = 8, kv_heads = 2)")
+    _check_heads(H, kv, ln, grouped=kv != H)
     hd = a.get("head_dim") or (C // (H + 2 * kv) if C % (H + 2 * kv) == 0 else None)
     if hd is None or C != (H + 2 * kv) * hd:
         raise ValueError(f"{C} channels are not a packed [q | k | v] of {H} query and {kv} "
                          f"key/value heads" + (f" of {hd} channels" if hd else ""),
                          "feed it a projection with (heads + 2 kv_heads) x head_dim outputs")
-    if ln and (H % ln or kv != H):
-        raise ValueError(f"{H} heads do not split into {ln} lanes" if H % ln else
-                         "grouped-query attention (`kv_heads`) cannot run per lane yet",
-                         "use a head count that is a multiple of the lanes" if H % ln else
-                         "drop `kv_heads`, or move the attention outside the partition")
     return {**a, "kv_heads": kv, "head_dim": hd, "lanes": ln}
 
 
@@ -158,18 +165,8 @@ class AttentionOp(Op):
                 raise ValueError(f"{C} channels do not split into {a['heads']} heads",
                                  "use a head count that divides the width, or give `head_dim`")
             hd = C // a["heads"]
-        if ln:
-            check_lanes(self.name, C, ln)
-            if a["heads"] % ln:
-                raise ValueError(f"{a['heads']} heads do not split into {ln} lanes")
-        kv = a.get("kv_heads")
-        if kv is not None:
-            if a["heads"] % kv:
-                raise ValueError(f"{a['heads']} heads do not split into {kv} key/value groups",
-                                 "kv_heads must divide heads (e.g. heads = 8, kv_heads = 2)")
-            if ln:
-                raise ValueError("grouped-query attention (`kv_heads`) cannot run per lane yet",
-                                 "drop `kv_heads`, or move the attention outside the partition")
+        check_lanes(self.name, C, ln)
+        _check_heads(a["heads"], a.get("kv_heads"), ln, grouped=a.get("kv_heads") is not None)
         rot = _rot(hd, a.get("rope_fraction", 1.0), a.get("rope_theta", 10000.0)) if a.get("rope") else 0
         pb = a.get("bias", True) if a.get("proj_bias") is None else a["proj_bias"]
         return {**a, "dim": C, "head_dim": hd, "lanes": ln, "rot": rot, "proj_bias": pb}, inputs[0]

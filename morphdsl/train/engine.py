@@ -218,14 +218,6 @@ class Engine(Schedule):
             total, n = self.dist.sum(total, n)
         return total / max(n, 1)
 
-    @torch.no_grad()
-    def fixed_logits(self):
-        self.model.eval()
-        with self.precision.autocast():
-            out = self.model(self.fixed[0]).float()
-        self.model.train()
-        return out
-
     def _obey_meta(self) -> None:
         """Frozen / LR-scaled slices of the model's metadata bind the (new) optimizer."""
         meta = getattr(self.model, "morph_meta", None)

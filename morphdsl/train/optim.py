@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import MorphError
+from ..growth.control import set_lr  # noqa: F401  (lr x each group's lr_scale; used by the engine)
 from .config import TrainConfig
 
 # short name -> (importable class, default arguments); the table a new built-in goes into
@@ -170,7 +171,3 @@ def lr_at(step: int, cfg: TrainConfig, scale: float = 1.0, progress: float | Non
     return lr * scale
 
 
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    """Every group's LR: lr x its `lr_scale` (1 unless a growth made a scaled group)."""
-    for g in opt.param_groups:
-        g["lr"] = lr * g.get("lr_scale", 1.0)
