@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import re
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path

@@ -20,7 +20,7 @@ from typing import Optional
 
 from .axes import Axis, Slice
 from .basic import check_lanes, need_features
-from .external import Ext, Fused
+from .external import Ext
 from .lanes import per_lane
 from .modules import SDPA, Rope
 from .registry import Args, Branches, Facts, Op, Part, register
@@ -222,14 +222,14 @@ class AttentionOp(Op):
                 return None
             out = {"qkv.weight": Ext(("c_attn.weight",), True), "proj.weight": Ext(("c_proj.weight",), True)}
             return {**out, **({"qkv.bias": Ext(("c_attn.bias",)), "proj.bias": Ext(("c_proj.bias",))} if b else {})}
-        qkv = {"qkv": Fused(("q_proj", "k_proj", "v_proj"), sizes=(inner,) * 3)} if kv is None else \
-            {"q": Ext(("q_proj",)), "kv": Fused(("k_proj", "v_proj"), sizes=(kv * hd,) * 2)}
+        qkv = {"qkv": Ext(("q_proj", "k_proj", "v_proj"), sizes=(inner,) * 3)} if kv is None else \
+            {"q": Ext(("q_proj",)), "kv": Ext(("k_proj", "v_proj"), sizes=(kv * hd,) * 2)}
         qkv["proj"] = Ext(("o_proj",))
         out = {}
         for p, e in qkv.items():
             for t in ("weight",) + (("bias",) if (pb if p == "proj" else b) else ()):
                 names = tuple(f"{n}.{t}" for n in e.names)
-                out[f"{p}.{t}"] = Fused(names, sizes=e.sizes) if isinstance(e, Fused) else Ext(names)
+                out[f"{p}.{t}"] = Ext(names, sizes=e.sizes)
         return out
 
     def axes(self, r):

@@ -22,10 +22,11 @@ import torch
 @dataclass(frozen=True)
 class Ext:
     """One parameter as external tensors: `names` concatenated along dim 0 (after transposing
-    each when `transpose`)."""
+    each when `transpose`); a fused one has the `sizes` of its parts along dim 0."""
 
     names: tuple
     transpose: bool = False
+    sizes: tuple = ()
 
     def gather(self, get) -> torch.Tensor:
         """Our tensor from the external ones (`get(name) -> tensor`)."""
@@ -33,20 +34,10 @@ class Ext:
         parts = [p.t() if self.transpose else p for p in parts]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
-    def scatter(self, t: torch.Tensor, sizes: tuple | None = None) -> dict:
-        """The external tensors of our tensor `t`; `sizes` splits dim 0 for fused tensors."""
-        parts = [t] if len(self.names) == 1 else list(t.split(list(sizes), dim=0))
+    def scatter(self, t: torch.Tensor) -> dict:
+        """The external tensors of our tensor `t` (split along dim 0 by `sizes` when fused)."""
+        parts = [t] if len(self.names) == 1 else list(t.split(list(self.sizes), dim=0))
         return {n: (p.t() if self.transpose else p).contiguous() for n, p in zip(self.names, parts)}
-
-
-@dataclass(frozen=True)
-class Fused(Ext):
-    """A fused parameter with the sizes (along dim 0) of its external parts."""
-
-    sizes: tuple = ()
-
-    def scatter(self, t, sizes=None):
-        return super().scatter(t, self.sizes)
 
 
 def plain(*params: str, transpose: bool = False) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from .axes import Axis, Slice
-from .external import Ext, Fused, plain
+from .external import Ext
 from .basic import check_lanes, need_features
 from .modules import GATED, MLP
 from .lanes import per_lane
@@ -89,10 +89,10 @@ class MLPOp(Op):
         if r.get("act") not in GATED:
             return None
         H = r["hidden"]
-        out = {"fc.weight": Fused(("gate_proj.weight", "up_proj.weight"), sizes=(H, H)),
+        out = {"fc.weight": Ext(("gate_proj.weight", "up_proj.weight"), sizes=(H, H)),
                "proj.weight": Ext(("down_proj.weight",))}
         if b:
-            out.update({"fc.bias": Fused(("gate_proj.bias", "up_proj.bias"), sizes=(H, H)),
+            out.update({"fc.bias": Ext(("gate_proj.bias", "up_proj.bias"), sizes=(H, H)),
                         "proj.bias": Ext(("down_proj.bias",))})
         return out
 
