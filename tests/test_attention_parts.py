@@ -168,3 +168,20 @@ def test_kv_heads_in_lanes_is_refused_even_when_equal_to_heads():
     with pytest.raises(MorphError) as e:
         morphdsl.build(text)
     assert "cannot run per lane yet" in e.value.message and e.value.hint and e.value.line == 5
+
+
+def test_rope_and_the_seed_gate_are_affine_by_an_independent_check():
+    """The facts say rope is affine and a blending seed's gate is a nonnegative scale: check it
+    numerically, not from the facts — f(a x + b y) = a f(x) + b f(y) (T > 1, so positions
+    matter), and the Jensen audit of a convex region holding both passes; sdpa's fails."""
+    torch.manual_seed(0)
+    spec = ("model(features = 8) {{\n  convex c {{ {body} }}\n}}\n")
+    m = morphdsl.compile(spec.format(body="rope(heads = 2, kv_heads = 1)\n"
+                                          " s: seed(stage = blending, alpha = 0.3) { linear(out = 8, nonneg = true, bias = false) }"),
+                         check=True).double()
+    x, y = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(3, 5, 8, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(m(0.7 * x - 1.3 * y), 0.7 * m(x) - 1.3 * m(y), rtol=1e-12, atol=1e-12)
+    assert V.jensen(m, region="c", n_pairs=64, T=5).ok
+    s = morphdsl.compile(spec.format(body="sdpa(heads = 2, kv_heads = 1)"), check=False)
+    assert not V.jensen(s, region="c", n_pairs=64, T=5, scale=3.0).ok  # and the facts say unknown
