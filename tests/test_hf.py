@@ -305,8 +305,10 @@ def test_train_init_starts_from_the_given_weights(models, tmp_path, capsys):
     assert all(torch.equal(got[k], v) for k, v in state.items())  # lr 1e-30: still the imported weights
     other = tmp_path / "o.morph"
     assert run_cli(capsys, "import", models["gpt2_untied_inner"][0], "-o", other)[0] == 0
-    code, _, err = run_cli(capsys, "train", spec, "--init", tmp_path / "o.safetensors", "--out", tmp_path / "r2")
+    code, _, err = run_cli(capsys, "train", spec, "--init", tmp_path / "o.safetensors", "--out",
+                           tmp_path / "run", "--force")
     assert code == 1 and "the weights do not belong to this spec" in err and "Traceback" not in err
+    assert (tmp_path / "run" / "checkpoints" / "latest").exists()  # the run there is kept
 
 
 def test_the_example_runs_the_four_commands(tmp_path):

@@ -125,16 +125,16 @@ def train_spec(spec, run_dir, overrides: dict | None = None, *, reporter: Report
     run = _run_dir_for(run_dir, replace)
     cfg.force_memory = bool(force_memory or cfg.force_memory)
     _check_memory(graph, cfg, cfg.force_memory, f"training {graph.name}", device)
-    dist.barrier()  # every rank has looked at the run directory before rank 0 clears it
-    if dist.is_main and ckpt.existing_run(run):
-        ckpt.clear_run(run)
     torch.manual_seed(cfg.seed)  # the model's initial weights
     random.seed(cfg.seed)
     module = morphdsl.compile(graph)
-    if init is not None:
+    if init is not None:  # before the run directory is cleared: bad weights lose nothing
         from .init import load_init
 
         load_init(module, init)
+    dist.barrier()  # every rank has looked at the run directory before rank 0 clears it
+    if dist.is_main and ckpt.existing_run(run):
+        ckpt.clear_run(run)
     reporter = reporter or Reporter(enabled=False)
     trainer = Trainer(module, cfg, run, controllers=controllers, reporter=reporter,
                       callbacks=callbacks, dist=dist)
