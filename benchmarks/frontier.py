@@ -61,7 +61,9 @@ def _job(name, spec: Path, data, seed, flops, cfg, root: Path, tag: str) -> dict
                 threads=1, eval_every=cfg["eval_every"], run_dir=str(root / f"{data}-{tag}-s{seed}"))
 
 
-def _run(jobs, n, reuse: dict, log) -> list[dict]:
+def _run(jobs, n, reuse: dict, log, save=lambda r: None) -> list[dict]:
+    """Train the jobs not in `reuse`, `n` at a time; `save` gets each run as it ends (so an
+    interrupted benchmark keeps what finished)."""
     todo = [j for j in jobs if _key(j) not in reuse]
     log(f"{len(todo)} runs ({len(jobs) - len(todo)} reused), {n} at a time")
     out = [reuse[_key(j)] for j in jobs if _key(j) in reuse]
@@ -70,6 +72,7 @@ def _run(jobs, n, reuse: dict, log) -> list[dict]:
         for j, r in zip(todo, ex.map(run_one, todo)):
             r.update(budget=j["budget"], lr=j.get("lr"), size=j.get("size"), spec_sha=j["spec_sha"])
             out.append(r)
+            save(r)
             log(f"  {r['data']:12s} {r['name']:18s} x{j['budget']:<5g} seed {r['seed']}: val "
                 f"{r['final']:.4f} ({r['wall_s']:.0f} s) [{time.time() - t0:.0f} s]")
     return out
@@ -257,6 +260,14 @@ def main(argv=None) -> int:
     reuse = {} if old.get("config", {}).get("code_sha") != cfg["code_sha"] else \
         {(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"]): r for r in old.get("runs", [])}
     log = lambda s: print(s, flush=True)  # noqa: E731
+    done = dict(reuse)
+
+    def save(r):  # results.json holds every finished run at once, complete or not
+        done[(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"])] = r
+        tmp = out / "results.json.tmp"
+        tmp.write_text(json.dumps({"config": {"code_sha": cfg["code_sha"]}, "partial": True,
+                                   "runs": list(done.values())}, default=str))
+        tmp.replace(out / "results.json")
     # 1. the LR of each size: the better of LRS (scaled 1 / width) on a short run, seed 0
     sweep = []
     for layers, d in cfg["sizes"]:
@@ -265,7 +276,7 @@ def main(argv=None) -> int:
                 j = _job(size_name(layers, d), size_spec(layers, d, lr, root / "specs"), data, 0,
                          cfg["lr_budget"] * F, cfg, root, f"lr-{size_name(layers, d)}-{lr:g}")
                 sweep.append({**j, "budget": cfg["lr_budget"], "lr": lr, "size": (layers, d)})
-    swept = _run(sweep, args.jobs, reuse, log)
+    swept = _run(sweep, args.jobs, reuse, log, save)
     reuse.update({(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"]): r for r in swept})
     best_lr = {}
     for r in swept:
@@ -286,7 +297,7 @@ def main(argv=None) -> int:
                 for name in cfg["schedules"]:
                     jobs.append({**_job(name, SPECS / f"{name}.morph", data, seed, b * F, cfg, root,
                                         f"{name}-x{b:g}"), "budget": b})
-    results = _run(jobs, args.jobs, reuse, log)
+    results = _run(jobs, args.jobs, reuse, log, save)
     date = time.strftime("%Y-%m-%d")
     table = analyse(results, cfg)
     (out / "report.md").write_text(report(table, cfg, date) + "\n")
