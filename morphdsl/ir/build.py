@@ -25,9 +25,14 @@ def grow_rules(stmt: A.Stmt | None, env: dict) -> list[dict]:
     if stmt is None:
         return rules
     for it in stmt.body:
+        if isinstance(it, A.Stmt) and it.body is None and it.label is None and not it.modifiers:
+            # a controller declaration: `heuristic(...)`, `policy("p.zip")`, `seeds(...)` (garden/)
+            rules.append({"controller": call_args(it, env), "span": it.span})
+            continue
         if not isinstance(it, A.Rule):
-            raise SpecError("`grow` holds rules `trigger(...) -> op(...)`", it.span,
-                            hint="e.g. `step(200) -> add_head(blocks.0.attn, n = 1)`")
+            raise SpecError("`grow` holds rules `trigger(...) -> op(...)` and controllers `name(...)`",
+                            it.span, hint="e.g. `step(200) -> add_head(blocks.0.attn, n = 1)` or "
+                                          "`heuristic(patience = 3)`")
         rules.append({"trigger": call_args(it.trigger, env), "actions": [call_args(a, env) for a in it.actions],
                       "span": it.span})
     return rules

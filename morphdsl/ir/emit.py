@@ -124,7 +124,8 @@ def _settings(g, sec: str, src):
 def _rules(rules):
     def call(c):
         return (c["name"], tuple(c["args"]), tuple(sorted(c["kwargs"].items())))
-    return [(call(r["trigger"]), tuple(call(a) for a in r["actions"])) for r in rules]
+    return [("controller", call(r["controller"])) if "controller" in r else
+            (call(r["trigger"]), tuple(call(a) for a in r["actions"])) for r in rules]
 
 
 def _rule(r: dict, env) -> A.Rule:
@@ -133,6 +134,9 @@ def _rule(r: dict, env) -> A.Rule:
         args += [A.Arg(name=k, value=literal(v, env)) for k, v in c["kwargs"].items()]
         return A.Call(name=c["name"], args=args or None)
 
+    if "controller" in r:  # a controller declaration (garden/): a bodiless statement
+        c = call(r["controller"])
+        return A.Stmt(name=c.name, args=c.args)
     return A.Rule(trigger=call(r["trigger"]), actions=[call(a) for a in r["actions"]])
 
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from ..errors import GrowthError, VerifyError
 from ..verify import static_checks
-from . import (add_head, add_lane, add_petals, fossilize, grow_pyramid, insert_block, prune, prune_units,
-               seed_stage, widen_embed, widen_mlp)
+from . import (add_head, add_lane, add_petals, fossilize, germinate, grow_pyramid, insert_block, prune,
+               prune_units, seed_stage, widen_embed, widen_mlp)
 from .add_petals import blend
 from .registry import REWRITES, RewriteResult, get_rewrite
 from .transfer import TransferPlan, apply_plan, transfer_optimizer
@@ -27,7 +27,7 @@ from .transfer import TransferPlan, apply_plan, transfer_optimizer
 # its @rewrite decorator; a new rewrite is a module and a line here.
 RULES = (add_head.add_head, widen_mlp.widen_mlp, prune_units.prune_units, insert_block.insert_block,
          widen_embed.widen_embed, add_lane.add_lane, add_petals.add_petals, grow_pyramid.grow_pyramid,
-         seed_stage.seed_stage, fossilize.fossilize, prune.prune)
+         germinate.germinate, seed_stage.seed_stage, fossilize.fossilize, prune.prune)
 assert {f.__name__ for f in RULES} <= set(REWRITES)
 
 __all__ = ["grow", "grow_model", "rewrite_only", "Grown", "RewriteResult", "TransferPlan", "apply_plan",

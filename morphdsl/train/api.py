@@ -31,8 +31,11 @@ def check_rules(graph) -> None:
     try:
         RuleController(rules)
         ops = known_ops()
+        from ..garden import check_declarations
+
+        check_declarations(rules)
         for r in rules:
-            for a in r["actions"]:
+            for a in r.get("actions", ()):
                 if a["name"] not in ops:
                     raise MorphError(f"unknown growth rewrite '{a['name']}'", span=a.get("span"),
                                      hint=f"available: {', '.join(sorted(ops))}")

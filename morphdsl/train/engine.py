@@ -70,7 +70,14 @@ class Engine(Schedule):
             tokenizer, stream = prepare_data(cfg, module.morph_graph, tokenizer)
         self.tokenizer, self.stream = tokenizer, stream
         rules = module.morph_graph.sections.get("grow") or []
-        self.controllers = controllers if controllers is not None else [RuleController(rules)]
+        if controllers is None:  # the spec's rules, and its gardener declarations (garden/)
+            from ..garden import controllers_for
+
+            controllers = [RuleController(rules)] + controllers_for(rules)
+        self.controllers = list(controllers)
+        for c in self.controllers:  # a controller that reads the model (a gardener) binds to it
+            if hasattr(c, "bind"):
+                c.bind(self)
         self.reporter = reporter or Reporter(enabled=False)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step, self.tokens, self.lr_scale, self.last_growth = 0, 0, 1.0, 0
@@ -201,8 +208,15 @@ class Engine(Schedule):
             return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Validation loss over `eval_batches` fixed batches (shared out over the ranks)."""
+    def evaluate(self, model=None) -> float:
+        """Validation loss over `eval_batches` fixed batches (shared out over the ranks), of the
+        model or of `model` (e.g. a gardener's masked twin of it)."""
+        if model is not None:  # evaluate() reads self.model (in eval mode, never self.net)
+            keep, self.model = self.model, model
+            try:
+                return self.evaluate()
+            finally:
+                self.model = keep
         self.model.eval()
         total, n = 0.0, 0
         batches = self.stream.iter_eval_batches("val", self.cfg.batch, self.cfg.ctx,

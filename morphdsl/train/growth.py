@@ -196,8 +196,8 @@ class RuleController:
     """The `grow { }` rules of a spec as a controller."""
 
     def __init__(self, rules: list[dict]):
-        self.rules = rules
-        self.triggers = [make_trigger(r["trigger"], r.get("span")) for r in rules]
+        self.rules = [r for r in rules if "controller" not in r]  # declarations: garden/
+        self.triggers = [make_trigger(r["trigger"], r.get("span")) for r in self.rules]
 
     def decide(self, state: ControlState) -> list[GrowthAction]:
         out, exclusive_fired = [], False

@@ -1,0 +1,112 @@
+"""The heuristic gardener: germinate a seed on a validation plateau, at the site whose
+parameters had the largest gradients; the lifecycle (lifecycle.py) then blends it in, measures
+it, and prunes it when its contribution is negative or fossilizes it.
+
+    grow { heuristic(patience = 3, min_delta = 0.01, cooldown = 200, max_params = 2000000,
+                     max_seeds = 1, kinds = ["mlp"], hidden = 256) }
+
+A plateau: the relative improvement over the best validation loss stays below `min_delta` for
+`patience` evaluations. A seed is planted only `cooldown` steps after the last germination,
+while fewer than `max_seeds` seeds are alive, and while the model has fewer than `max_params`
+parameters. Sites are the blocks of every repeat (`blocks.0`, `blocks.1`, ...); the signal is
+the RMS gradient of each block's parameters at the last step (seeds excluded). Kinds are used
+in turn. Every decision's reason (the plateau statistics, each site's signal) is the growth
+event's `reason` in events.jsonl.
+"""
+from __future__ import annotations
+
+from ..ir.seeds import seed_paths
+from ..train.growth import ControlState, GrowthAction
+from .signals import grad_rms
+
+KINDS = ("mlp", "attn")
+
+
+def sites(graph) -> list[str]:
+    """Where a seed can go: the blocks of every repeat group, as paths."""
+    out = []
+
+    def rec(region, scope):
+        for ch in region.children:
+            if not hasattr(ch, "children"):
+                continue
+            sc = f"{scope}.{ch.name}" if scope and ch.name else (ch.name or scope)
+            kids = ch.children
+            if ch.kind == "group" and ch.name and kids and all(
+                    hasattr(k, "children") and k.name == str(i) for i, k in enumerate(kids)):
+                out.extend(f"{sc}.{i}" for i in range(len(kids)))
+            elif ch.kind != "seed":
+                rec(ch, sc)
+
+    rec(graph.root, "")
+    return out
+
+
+class Heuristic:
+    """Germinate on a validation plateau at the site with the largest gradients."""
+
+    usage = ("heuristic(patience = 3, min_delta = 0.01, cooldown = 200, max_params = None, "
+             "max_seeds = 1, kinds = [\"mlp\", \"attn\"], hidden = None, heads = 1)")
+
+    def __init__(self, patience: int = 3, min_delta: float = 0.01, cooldown: int = 200,
+                 max_params: int | None = None, max_seeds: int = 1, kinds=("mlp",),
+                 hidden: int | None = None, heads: int = 1):
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+        bad = [k for k in kinds if k not in KINDS]
+        if bad or not kinds:
+            raise ValueError(f"heuristic(): kinds must be from {', '.join(KINDS)}, got {kinds!r}")
+        for k, v, lo in (("patience", patience, 1), ("cooldown", cooldown, 0), ("max_seeds", max_seeds, 1),
+                         ("heads", heads, 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"heuristic(): `{k}` must be an integer >= {lo}, got {v!r}")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or min_delta < 0:
+            raise ValueError(f"heuristic(): `min_delta` must be a number >= 0, got {min_delta!r}")
+        self.patience, self.min_delta, self.cooldown = patience, float(min_delta), cooldown
+        self.max_params, self.max_seeds, self.kinds = max_params, max_seeds, kinds
+        self.hidden, self.heads = hidden, heads
+        self.engine = None
+        self.state = {"best": None, "bad": 0, "planted": 0, "last": None}
+
+    def bind(self, engine) -> None:
+        self.engine = engine
+
+    def decide(self, s: ControlState) -> list[GrowthAction]:
+        if s.event != "eval" or s.val_loss is None:
+            return []
+        st = self.state
+        best = st["best"]
+        gain = None if best is None else (best - s.val_loss) / abs(best)
+        st["bad"] = 0 if gain is None or gain >= self.min_delta else st["bad"] + 1
+        st["best"] = s.val_loss if best is None else min(best, s.val_loss)
+        if st["bad"] < self.patience:
+            return []
+        graph = self.engine.model.morph_graph
+        alive = [p for p, _ in seed_paths(graph.root)]
+        if len(alive) >= self.max_seeds:
+            return []
+        if st["last"] is not None and s.step - st["last"] < self.cooldown:
+            return []
+        if self.max_params is not None and s.params >= self.max_params:
+            return []
+        where = sites(graph)
+        if not where:
+            return []
+        signal = grad_rms(self.engine.model, where, exclude=alive)
+        site = max(where, key=lambda p: (signal[p], -where.index(p)))
+        kind = self.kinds[st["planted"] % len(self.kinds)]
+        kw = {"kind": kind}
+        if kind == "mlp" and self.hidden is not None:
+            kw["hidden"] = int(self.hidden)
+        if kind == "attn":
+            kw["heads"] = self.heads
+        sig = ", ".join(f"{p} {signal[p]:.3g}" for p in where)
+        why = (f"plateau: gain < {self.min_delta:g} for {st['bad']} evaluations (best "
+               f"{st['best']:.4f}); site {site} has the largest gradient RMS ({sig})")
+        st.update(bad=0, planted=st["planted"] + 1, last=s.step)
+        return [GrowthAction("germinate", [site], kw, reason=why)]
+
+    def state_dict(self) -> dict:
+        return {"state": dict(self.state)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.state = dict(d.get("state") or self.state)

@@ -1,0 +1,75 @@
+"""The seed lifecycle as a controller: it moves every seed of the model through its stages by
+the gates (gates.py), whoever planted it (a `grow` rule, the heuristic, a policy).
+
+    germinated -> training -> blending -> holding -> fossilized | pruned
+
+The stage and alpha live in the graph (the seed's gate node), so a checkpoint's spec carries
+them; what the graph does not hold — the step each seed entered its stage, its last measured
+contribution — is this controller's state_dict, so `--resume` continues mid-lifecycle exactly.
+Each move is a GrowthAction (a seed_stage, fossilize or prune rewrite) with its reason; each
+contribution measured is a `seed_contribution` event.
+"""
+from __future__ import annotations
+
+from ..ir.seeds import seed_rows
+from ..train.growth import ControlState, GrowthAction
+from .gates import Gates
+from .signals import contribution, grad_ratio
+
+
+class Lifecycle:
+    def __init__(self, gates: Gates | None = None):
+        self.gates = gates or Gates()
+        self.engine = None
+        self.seeds: dict[str, dict] = {}   # path -> {"stage", "since", "contribution"}
+
+    def bind(self, engine) -> None:
+        self.engine = engine
+
+    def rows(self) -> list[dict]:
+        """The model's seeds with their tracking (stage entered at `since`)."""
+        return seed_rows(self.engine.model.morph_graph) if self.engine is not None else []
+
+    def sync(self, s: ControlState) -> list[dict]:
+        """Track the model's seeds: a new one entered training at the last growth (the one that
+        planted it; 0 for a seed of the spec), a moved one when it was moved."""
+        rows = self.rows()
+        live = {r["path"] for r in rows}
+        for r in rows:
+            t = self.seeds.get(r["path"])
+            if t is None:
+                self.seeds[r["path"]] = {"stage": r["stage"], "since": s.last_growth_step,
+                                         "contribution": None}
+            elif t["stage"] != r["stage"]:  # moved by someone else (or our move failed)
+                self.seeds[r["path"]] = {"stage": r["stage"], "since": s.step, "contribution": None}
+        for p in list(self.seeds):
+            if p not in live:
+                del self.seeds[p]
+        return rows
+
+    def decide(self, s: ControlState) -> list[GrowthAction]:
+        out = []
+        for r in self.sync(s):
+            t = self.seeds[r["path"]]
+            steps_in = s.step - t["since"]
+            c = None
+            if self.gates.wants_contribution(r["stage"], steps_in, s.event) and s.val_loss is not None:
+                c = t["contribution"] = contribution(self.engine, r["path"], s.val_loss)
+                self.engine.emit("on_event", {"type": "seed_contribution", "step": s.step,
+                                              "seed": r["path"], "contribution": c,
+                                              "val_loss": s.val_loss})
+            g = grad_ratio(self.engine, r["path"]) if (
+                r["stage"] == "training" and self.gates.grad_ratio > 0) else None
+            move = self.gates.next(r["stage"], r["alpha"], steps_in, s.event, g, c)
+            if move is not None:
+                op, kw, why = move
+                if op == "seed_stage" and kw["stage"] != r["stage"]:
+                    t.update(stage=kw["stage"], since=s.step, contribution=None)
+                out.append(GrowthAction(op, [r["path"]], kw, reason=f"seed {r['path']}: {why}"))
+        return out
+
+    def state_dict(self) -> dict:
+        return {"seeds": {p: dict(t) for p, t in self.seeds.items()}}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.seeds = {p: dict(t) for p, t in (d.get("seeds") or {}).items()}
