@@ -61,7 +61,8 @@ def test_emit_roundtrip(path, tmp_path):
 
 def _sections(g):
     out = {k: v for k, v in g.sections.items() if k != "grow"}
-    out["grow"] = [({**r, "span": None, "trigger": {**r["trigger"], "span": None},
+    out["grow"] = [({"controller": {**r["controller"], "span": None}, "span": None} if "controller" in r else
+                    {**r, "span": None, "trigger": {**r["trigger"], "span": None},
                      "actions": [{**a, "span": None} for a in r["actions"]]}) for r in g.sections["grow"]]
     return out
 

@@ -20,7 +20,7 @@ from ..errors import MorphError
 from .common import UsageError
 
 COMMANDS = ["check", "show", "fmt", "graph", "ops", "grow", "verify", "train", "sample", "eval",
-            "bench", "hf_import", "hf_export"]
+            "bench", "hf_import", "hf_export", "garden"]
 
 
 def _command_modules():

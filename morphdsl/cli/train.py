@@ -51,6 +51,9 @@ def register(sub):
                         "(morphc import / grow --save) or a Hugging Face model directory")
     p.add_argument("--stop-at", type=int, metavar="STEP",
                    help="stop after STEP steps (checkpointed) without changing the LR schedule")
+    p.add_argument("--policy", metavar="ZIP", help="let a trained gardener policy (morphc garden "
+                                                   "train) plant and advance seeds: adds "
+                                                   "`policy(\"ZIP\")` to the spec's grow section")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=run)
 
@@ -72,7 +75,8 @@ def run(args) -> int:
     if args.resume:
         if not Path(args.resume).is_dir():
             raise UsageError(f"no such run directory: {args.resume}")
-        for flag, v in (("--seed", args.seed), ("--optimizer", args.optimizer), ("--init", args.init)):
+        for flag, v in (("--seed", args.seed), ("--optimizer", args.optimizer), ("--init", args.init),
+                        ("--policy", args.policy)):
             if v is not None:
                 raise UsageError(f"{flag} cannot change when resuming a run")
         if args.force:
@@ -83,6 +87,16 @@ def run(args) -> int:
         raise UsageError("give a spec FILE to train, or --resume RUN_DIR")
     read_text(args.file)  # usage error if missing
     out = args.out or str(Path("runs") / Path(args.file).stem)
-    train_spec(args.file, out, overrides, reporter=reporter, replace=args.force,
+    spec = args.file
+    if args.policy:
+        import morphdsl
+
+        if not Path(args.policy).is_file():
+            raise UsageError(f"no such policy file: {args.policy}")
+        spec = morphdsl.build(args.file)
+        spec.sections["grow"] = list(spec.sections.get("grow") or []) + [
+            {"controller": {"name": "policy", "args": [str(Path(args.policy).resolve())],
+                            "kwargs": {}, "span": None}, "span": None}]
+    train_spec(spec, out, overrides, reporter=reporter, replace=args.force,
                force_memory=args.force_memory, init=args.init)
     return 0

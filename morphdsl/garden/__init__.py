@@ -18,7 +18,14 @@ from .gates import Gates
 from .heuristic import Heuristic
 from .lifecycle import Lifecycle
 
-CONTROLLERS = {"heuristic": Heuristic}
+def _policy(*args, **kwargs):  # sb3-contrib is imported only when a policy is declared
+    from .policy import Policy
+
+    return Policy(*args, **kwargs)
+
+
+_policy.usage = 'policy("garden.zip", deterministic = 1)'
+CONTROLLERS = {"heuristic": Heuristic, "policy": _policy}
 DECLARATIONS = ("seeds", *CONTROLLERS)
 
 __all__ = ["Gates", "Heuristic", "Lifecycle", "CONTROLLERS", "controllers_for", "check_declarations"]
@@ -38,6 +45,9 @@ def _make(decl: dict):
     cls = Gates if name == "seeds" else CONTROLLERS[name]
     try:
         return cls(*decl.get("args", []), **decl.get("kwargs", {}))
+    except ImportError as e:
+        raise MorphError(f"{name}() needs the gardener's packages ({e.name or e})", span=span,
+                         hint="pip install 'morphdsl[garden]'") from None
     except (TypeError, ValueError) as e:
         msg = str(e).replace("__init__() ", "")
         raise MorphError(f"bad arguments to {name}(): {msg}", span=span, hint=cls.usage) from None
@@ -61,4 +71,6 @@ def controllers_for(rules: list[dict]) -> list:
         return []
     made = [_make(d) for d in decls]
     gates = next((m for m in made if isinstance(m, Gates)), Gates())
-    return [Lifecycle(gates)] + [m for m in made if not isinstance(m, Gates)]
+    ctl = [m for m in made if not isinstance(m, Gates)]
+    manual = any(getattr(c, "manual_lifecycle", False) for c in ctl)  # a policy advances seeds itself
+    return [Lifecycle(gates, auto=not manual)] + ctl

@@ -18,8 +18,12 @@ from .signals import contribution, grad_ratio
 
 
 class Lifecycle:
-    def __init__(self, gates: Gates | None = None):
-        self.gates = gates or Gates()
+    """`auto`: the gates' every move is made as soon as it is allowed (the heuristic's way).
+    Otherwise (a policy decides) only the blending ramp is automatic: leaving training and
+    ending holding (fossilize or prune) are the controller's actions, which `allowed()` masks."""
+
+    def __init__(self, gates: Gates | None = None, auto: bool = True):
+        self.gates, self.auto = gates or Gates(), auto
         self.engine = None
         self.seeds: dict[str, dict] = {}   # path -> {"stage", "since", "contribution"}
 
@@ -61,11 +65,26 @@ class Lifecycle:
             g = grad_ratio(self.engine, r["path"]) if (
                 r["stage"] == "training" and self.gates.grad_ratio > 0) else None
             move = self.gates.next(r["stage"], r["alpha"], steps_in, s.event, g, c)
-            if move is not None:
+            if move is not None and (self.auto or r["stage"] == "blending"):
                 op, kw, why = move
                 if op == "seed_stage" and kw["stage"] != r["stage"]:
                     t.update(stage=kw["stage"], since=s.step, contribution=None)
                 out.append(GrowthAction(op, [r["path"]], kw, reason=f"seed {r['path']}: {why}"))
+        return out
+
+    def allowed(self, step: int) -> dict[str, dict]:
+        """Per live seed, what the gates allow a controller now: {"advance": bool, "prune": bool}
+        (advance: training -> blending, or holding -> fossilized)."""
+        out = {}
+        for r in self.rows():
+            t = self.seeds.get(r["path"], {"since": step})
+            n = step - t["since"]
+            g = self.gates
+            ok = (r["stage"] == "training" and n >= g.min_training and (
+                g.grad_ratio <= 0 or grad_ratio(self.engine, r["path"]) >= g.grad_ratio)) or (
+                r["stage"] == "holding" and n >= g.min_holding)
+            out[r["path"]] = {"advance": bool(ok), "prune": True, "stage": r["stage"], "steps_in": n,
+                              "alpha": r["alpha"], "contribution": t.get("contribution")}
         return out
 
     def state_dict(self) -> dict:

@@ -357,47 +357,65 @@ class Engine(Schedule):
             raise
 
     def _run(self) -> dict:
+        self.begin()
+        while not self.finished():
+            self.advance()
+        return self.finish()
+
+    def begin(self) -> None:
+        """Start (or continue) the loop; `advance()` then trains one step at a time (the
+        gardener's environment drives an engine this way)."""
         cfg = self.cfg
-        steps = math.inf if cfg.flops else cfg.steps  # a FLOPs budget ends the run: done()
-        self.end = end = steps if cfg.stop_at is None else min(steps, cfg.stop_at)
+        self._steps = math.inf if cfg.flops else cfg.steps  # a FLOPs budget ends the run: done()
+        self.end = self._steps if cfg.stop_at is None else min(self._steps, cfg.stop_at)
         self.model.train()
         self.emit("on_train_start")
-        t_start, busy, tok0 = time.time(), 0.0, self.tokens  # busy: time in train steps only
-        while self.step < end and not self.done():
-            t0 = time.time()
-            out = self.train_step()
-            if out is None:
-                continue
-            loss, lr, tokens = out
-            self.step += 1
-            self.tokens += tokens
-            self.flops += self.step_flops(cfg.batch, cfg.ctx)
-            dt = time.time() - t0
-            busy += dt
-            self.clock += dt
-            tok_s = (self.tokens - tok0) / max(busy, 1e-9)
-            row = {"step": self.step, "tokens": self.tokens, "flops": self.flops,
-                   "train_s": round(self.clock, 4), "loss": loss, "lr": lr,
-                   "params": n_params(self.model), "tok_s": tok_s}
-            self.emit("on_step", row)
-            grew = self.decide("step", train_loss=row["loss"])
-            if self.step % cfg.eval_every == 0 or self.step == steps or self.done():
-                val = self.evaluate()
-                row.update(val_loss=val, val_ppl=math.exp(min(val, 50)))
-                self.val_history.append((self.step, val))
-                self.emit("on_eval", row)
-                grew = self.decide("eval", val_loss=val) or grew
-                self.failures = 0
-                self.snapshot = self._snap()
-                self.emit("on_eval_end", row)
-            elif grew:
-                self.snapshot = self._snap()
-            self.emit("on_step_end", row)
+        self._t_start, self._busy, self._tok0 = time.time(), 0.0, self.tokens  # busy: train steps only
+
+    def finished(self) -> bool:
+        return self.step >= self.end or self.done()
+
+    def advance(self) -> dict | None:
+        """One optimizer step, the controllers' decisions, and an evaluation when one is due;
+        the step's metrics row (None when a non-finite loss rolled the run back)."""
+        cfg = self.cfg
+        t0 = time.time()
+        out = self.train_step()
+        if out is None:
+            return None
+        loss, lr, tokens = out
+        self.step += 1
+        self.tokens += tokens
+        self.flops += self.step_flops(cfg.batch, cfg.ctx)
+        dt = time.time() - t0
+        self._busy += dt
+        self.clock += dt
+        tok_s = (self.tokens - self._tok0) / max(self._busy, 1e-9)
+        row = {"step": self.step, "tokens": self.tokens, "flops": self.flops,
+               "train_s": round(self.clock, 4), "loss": loss, "lr": lr,
+               "params": n_params(self.model), "tok_s": tok_s}
+        self.emit("on_step", row)
+        grew = self.decide("step", train_loss=row["loss"])
+        if self.step % cfg.eval_every == 0 or self.step == self._steps or self.done():
+            val = self.evaluate()
+            row.update(val_loss=val, val_ppl=math.exp(min(val, 50)))
+            self.val_history.append((self.step, val))
+            self.emit("on_eval", row)
+            grew = self.decide("eval", val_loss=val) or grew
+            self.failures = 0
+            self.snapshot = self._snap()
+            self.emit("on_eval_end", row)
+        elif grew:
+            self.snapshot = self._snap()
+        self.emit("on_step_end", row)
+        return row
+
+    def finish(self) -> dict:
         self.emit("on_train_end")
         final = self.val_history[-1][1] if self.val_history else self.evaluate()
         return {"step": self.step, "tokens": self.tokens, "flops": self.flops, "val_loss": final,
                 "val_ppl": math.exp(min(final, 50)), "params": n_params(self.model),
-                "time_s": time.time() - t_start,
+                "time_s": time.time() - self._t_start,
                 "growth_events": sum(1 for e in read_jsonl(self.run_dir / "events.jsonl")
                                      if e.get("type") == "growth")}
 
