@@ -81,6 +81,7 @@ def run_one(job: dict) -> dict:
             "events": [{"op": e["op"], "step": e["step"], "flops": e.get("flops"),
                         "params_after": e["params_after"]} for e in events],
             "final": summary["val_loss"], "flops": summary["flops"], "steps": summary["step"],
+            "params": summary["params"],
             "wall_s": time.time() - t0}
 
 

@@ -290,3 +290,21 @@ def test_contribution_reads_the_model_without_changing_it(garden_run):
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert eng.evaluate() == with_seed and math.isfinite(c) and c != 0.0
+
+
+def test_the_docs_python_controller_runs(tmp_path, monkeypatch):
+    """docs/gardener.md's own-controller example, shortened: it plants, the lifecycle moves."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "gardener.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    assert '{"steps": 400}' in code and '"runs/mine"' in code
+    code = code.replace('{"steps": 400}', '{"steps": 90, "eval_every": 10, "threads": 1, '
+                                          '"sample_tokens": 0, "eval_batches": 2}')
+    code = code.replace("Gates(min_training=50, blend_steps=50)", "Gates(min_training=10, blend_steps=10)")
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    exec(compile(code.replace('"runs/mine"', repr(str(tmp_path / "mine"))), "gardener.md", "exec"), {})
+    ev = read_jsonl(tmp_path / "mine/events.jsonl")
+    ops = [e["op"] for e in ev if e["type"] == "growth"]
+    assert ops[0] == "germinate" and "seed_stage" in ops and ev[0]["reason"] == "every third"
