@@ -102,7 +102,7 @@ def main(argv=None) -> int:
             results.append(r)
             log(f"  {r['data']:12s} {r['name']:14s} seed {r['seed']}: val {r['final']:.4f} "
                 f"({r['wall_s']:.0f} s) [{time.time() - t0:.0f} s]")
-    table = analyse(results, methods, g)
+    table = analyse(results, methods)
     date = time.strftime("%Y-%m-%d")
     text = report(table, cfg, budget, ppo_report, date)
     (out / "report.md").write_text(text + "\n")
@@ -114,10 +114,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def analyse(results, methods, host_graph) -> dict:
+def analyse(results, methods) -> dict:
     from scipy.stats import ttest_rel
 
-    host = sum(math.prod(s) for s in host_graph.param_shapes().values())
     out = {}
     for data in DATA:
         rows = {m: sorted((r for r in results if r["data"] == data and r["name"] == m),

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import morphdsl
 from morphdsl.errors import GrowthError, MorphError
-from morphdsl.garden import Gates, Heuristic, controllers_for
+from morphdsl.garden import Gates, controllers_for
 from morphdsl.garden.heuristic import sites
 from morphdsl.growth import GrowthTransaction
 from morphdsl.ir.seeds import seed_rows

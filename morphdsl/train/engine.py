@@ -3,7 +3,8 @@
 `Engine.run()` trains to `cfg.steps` (or a FLOPs budget). The loop itself only trains; what
 happens around it — metrics.jsonl and events.jsonl, the console, checkpoints, TensorBoard, a
 user's logger — are callbacks (`callbacks.py`), growth decisions come from controllers
-(`growth.py`), and the optimizer from the factory (`optim.py`). Engine hooks a subclass may
+(`growth.py`) and are applied by `grower.py`, and the optimizer comes from the factory
+(`optim.py`). Engine hooks a subclass may
 override: `grow` (the one place a rewrite is applied), `rollback`, `evaluate`, `save`.
 """
 from __future__ import annotations
@@ -24,11 +25,11 @@ from .config import TrainConfig
 from .data import prepare_data
 from .devices import Precision, resolve_device
 from .dist import Dist, lost_peer
-from ..growth import GrowthTransaction, attach
-from .growth import ControlState, RuleController, check_growth_fits
+from .growth import RuleController
 from .optim import load_state_by_name, make_optimizer, set_lr, state_by_name
 from .progress import Reporter
 from .schedule import Schedule
+from .grower import Growing
 
 MAX_FAILURES = 3
 
@@ -50,7 +51,7 @@ class TrainingStopped(MorphError):
     kind = "error"
 
 
-class Engine(Schedule):
+class Engine(Growing, Schedule):
     """Owns the model, optimizer, data stream, controllers and callbacks; `run()` trains."""
 
     def __init__(self, module, cfg: TrainConfig, run_dir, *, tokenizer=None, stream=None,
@@ -231,78 +232,6 @@ class Engine(Schedule):
         if self.dist.world > 1:
             total, n = self.dist.sum(total, n)
         return total / max(n, 1)
-
-    def _obey_meta(self) -> None:
-        """Frozen / LR-scaled slices of the model's metadata bind the (new) optimizer."""
-        meta = getattr(self.model, "morph_meta", None)
-        if meta is not None:
-            attach(self.model, self.opt, meta)
-
-    def _apply(self, action, args: dict, fits):
-        """The one call of a growth rewrite: a transaction (morphdsl/growth) — rewrite, static
-        checks, compile, weights and optimizer state moved (one optimizer, its groups kept),
-        the identity checked once on the fixed batch, the slice metadata followed — or an
-        error with nothing changed."""
-        return GrowthTransaction(self.model, self.opt, step=self.step, probe=self.fixed[0],
-                                 before_compile=fits, share=True).apply(action.op, args)
-
-    def grow(self, action) -> bool:
-        """Apply one growth action: rewrite, move weights + optimizer state, check identity, log.
-        A rewrite that fails leaves the model, optimizer and data exactly as they were (logged
-        as a growth_failed event); one that does not fit in memory stops the run."""
-        args = dict(action.kwargs)
-        if action.target is not None:  # graph-wide rewrites (widen_embed) take no target
-            args["target"] = action.target
-        fits = None if self.cfg.force_memory else (  # on the grown graph, before allocating
-            lambda g: check_growth_fits(g, action, self.cfg, self.step, self.saved_step))
-        t0 = time.time()
-        p0 = n_params(self.model)
-        with torch.random.fork_rng(devices=[]):  # new units' init: seeded by (seed, step)
-            torch.manual_seed(self.cfg.seed * 1_000_003 + self.step)
-            try:
-                r = self._apply(action, args, fits)
-            except TrainingStopped as e:
-                raise e if e.span else type(e)(e.message, span=action.span, hint=e.hint)
-            except Exception as e:  # noqa: BLE001 - any failed rewrite: the run goes on
-                self._growth_failed(action, e)
-                return False
-        self._set_model(r.module)
-        self.opt = r.optimizer
-        y = self.fixed[1].flatten()
-        loss0 = F.cross_entropy(r.before.float().flatten(0, 1), y).item()
-        loss1 = F.cross_entropy(r.after.float().flatten(0, 1), y).item()
-        err = (r.after.float() - r.before.float()).abs().max().item()
-        self.last_growth = self.step
-        self.clock += time.time() - t0
-        event = {"type": "growth", "step": self.step, "tokens": self.tokens, "flops": self.flops,
-                 "op": action.op, "target": action.target, "args": action.kwargs,
-                 "reason": action.reason, "params_before": p0,
-                 "params_after": n_params(self.model), "max_verify_error": err,
-                 "loss_before": loss0, "loss_after": loss1}
-        self.emit("on_growth", event)
-        self.emit("on_event", event)
-        return True
-
-    def _growth_failed(self, action, e: Exception) -> None:
-        msg = e.message if isinstance(e, MorphError) else f"{type(e).__name__}: {e}"
-        event = {"type": "growth_failed", "step": self.step, "tokens": self.tokens,
-                 "op": action.op, "target": action.target, "args": action.kwargs,
-                 "reason": action.reason, "error": " ".join(str(msg).split())[:500],
-                 "hint": getattr(e, "hint", None)}
-        self.emit("on_growth_failed", event)
-        self.emit("on_event", event)
-
-    def decide(self, event: str, train_loss=None, val_loss=None) -> bool:
-        """Ask the controllers (rank 0's answer is every rank's); True if the model grew."""
-        s = ControlState(self.step, event, n_params(self.model), self.tokens, train_loss, val_loss,
-                         self.last_growth, list(self.val_history), self.progress(), self.flops)
-        actions = [a for c in self.controllers for a in c.decide(s)] if self.dist.is_main else None
-        actions = self.dist.broadcast(actions)
-        self.emit("on_decide", s, actions)
-        grew = False
-        for a in actions:
-            grew = self.grow(a) or grew
-        return grew
 
     def save(self) -> None:
         """A checkpoint (written by rank 0) of the model, optimizer, RNG and trainer state."""
