@@ -155,8 +155,28 @@ def analyse(results: list[dict], cfg: dict) -> dict:
                                                     else math.inf) / r["curve"][-1][1],
                                   "flops_to_same_size": hit[0] / same["flops"] if hit else None})
                 table["schedules"].setdefault(name, {})[budget] = cells
+        table["best"] = best_schedule(table, cfg)
         out[data] = table
     return out
+
+
+def best_schedule(table: dict, cfg: dict) -> dict:
+    """Per budget, the schedule with the lowest mean final loss; whether it beats the frontier
+    on every seed; and the goal (every budget, every seed; FLOPs ratio >= 1.25 at the largest)."""
+    per = {}
+    for b in cfg["budgets"]:
+        cands = {n: c[b] for n, c in table["schedules"].items() if c.get(b)}
+        if not cands:
+            continue
+        name = min(cands, key=lambda n: sum(c["final"] for c in cands[n]) / len(cands[n]))
+        cells = cands[name]
+        per[b] = {"schedule": name, "beats": sum(c["gap"] < 0 for c in cells), "seeds": len(cells),
+                  "gap": [c["gap"] for c in cells], "flops_ratio": [c["flops_ratio"] for c in cells]}
+    last = per.get(max(cfg["budgets"])) if per else None
+    ratio = sorted(last["flops_ratio"])[len(last["flops_ratio"]) // 2] if last else None
+    ok = bool(per) and all(v["beats"] == v["seeds"] for v in per.values()) and ratio is not None \
+        and min(last["flops_ratio"]) >= 1.25
+    return {"per_budget": per, "goal_met": ok, "largest_budget_ratio_median": ratio}
 
 
 def report(table: dict, cfg: dict, date: str) -> str:
@@ -178,6 +198,14 @@ def report(table: dict, cfg: dict, date: str) -> str:
                              f"{ms([c['flops_ratio'] for c in cells], '{:.2f}')}{ext} | "
                              f"{ms([c['seconds_ratio'] for c in cells], '{:.2f}')} | "
                              f"{ms([c['flops_to_same_size'] for c in cells], '{:.2f}')} |")
+        best = t.get("best") or {}
+        for b, v in (best.get("per_budget") or {}).items():
+            lines.append(f"- x{b:g} F: best schedule {v['schedule']}, minus frontier "
+                         f"{ms(v['gap'], '{:+.4f}')}, below the frontier on {v['beats']}/{v['seeds']} "
+                         f"seeds, frontier FLOPs ratio {ms(v['flops_ratio'], '{:.2f}')}")
+        if best:
+            lines.append(f"- goal (below the frontier at every budget on every seed, FLOPs ratio "
+                         f">= 1.25 at the largest): {'met' if best['goal_met'] else 'not met'}")
         lines.append("")
     return "\n".join(lines)
 
@@ -219,6 +247,30 @@ def plot(results: list[dict], cfg: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _analyse_only(old: dict, cfg: dict, args, out: Path) -> int:
+    """Report on the finished runs of results.json (those of the configured budgets, schedules,
+    sizes and data sets), whatever code trained them: its code_sha is kept."""
+    if not old.get("runs"):
+        raise SystemExit(f"no runs in {out / 'results.json'}")
+    sizes = {size_name(*s) for s in cfg["sizes"]}
+    best = {}  # (size, data) -> (lr, loss): the LR sweep's winner, as in main()
+    for r in old["runs"]:
+        if r.get("size") and r["seed"] == 0 and r["budget"] == cfg["lr_budget"]:
+            k = (tuple(r["size"]), r["data"])
+            if k not in best or r["final"] < best[k][1]:
+                best[k] = (r["lr"], r["final"])
+    keep = [r for r in old["runs"] if r["data"] in args.data and r["seed"] < cfg["seeds"]
+            and r["budget"] in cfg["budgets"] and (r["name"] in cfg["schedules"] or r["name"] in sizes)
+            and (not r.get("size") or r["lr"] == best[(tuple(r["size"]), r["data"])][0])]
+    cfg = {**cfg, "code_sha": old.get("config", {}).get("code_sha")}
+    date = old.get("date") or time.strftime("%Y-%m-%d")
+    table = analyse(keep, cfg)
+    (out / "report.md").write_text(report(table, cfg, date) + "\n")
+    plot(keep, cfg, out / "frontier.png")
+    print(report(table, cfg, date))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 seed, small budgets (< 10 min)")
@@ -231,6 +283,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="+", metavar="LxD", help="static sizes, e.g. 2x64 4x128")
     ap.add_argument("--schedules", nargs="+", help="grow_*.morph names")
     ap.add_argument("--lr-budget", type=float, help="the LR sweep's budget (x F)")
+    ap.add_argument("--analyse", action="store_true",
+                    help="only re-analyse the runs in --out's results.json (no training)")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     if args.seeds:
@@ -257,6 +311,8 @@ def main(argv=None) -> int:
     largest = max(cfg["sizes"])
     cfg.update(F=F, code_sha=code_sha(), target=size_name(4, 128) if (4, 128) in cfg["sizes"] else size_name(*largest))
     old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() and not args.fresh else {}
+    if args.analyse:
+        return _analyse_only(old, cfg, args, out)
     reuse = {} if old.get("config", {}).get("code_sha") != cfg["code_sha"] else \
         {(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"]): r for r in old.get("runs", [])}
     log = lambda s: print(s, flush=True)  # noqa: E731

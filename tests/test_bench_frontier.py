@@ -49,4 +49,13 @@ def test_benchmark_runs_end_to_end(tmp_path):
     (cell,) = table["schedules"]["grow_last"]["0.003"]
     assert cell["gap"] == pytest.approx(cell["final"] - min(table["frontier"]["0.003"]["loss"]))
     assert (tmp_path / "frontier.png").stat().st_size > 10_000
-    assert "frontier FLOPs ratio" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    assert "frontier FLOPs ratio" in text and "best schedule grow_last" in text and "goal (" in text
+    best = table["best"]["per_budget"]["0.003"]
+    assert best["schedule"] == "grow_last" and best["beats"] == (cell["gap"] < 0)
+    # --analyse reports the same runs again without training (nothing is rerun)
+    before = {r["run_dir"] if "run_dir" in r else r["name"] for r in res["runs"]}
+    (tmp_path / "report.md").unlink()
+    assert main(args + ["--analyse"]) == 0
+    assert (tmp_path / "report.md").read_text() == text
+    assert {r.get("run_dir", r["name"]) for r in json.loads((tmp_path / "results.json").read_text())["runs"]} == before
