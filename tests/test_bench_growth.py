@@ -86,19 +86,23 @@ SCHEDULES = sorted(p.stem for p in (ROOT / "specs" / "bench").glob("grow_*.morph
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
-def test_every_schedule_grows_into_exactly_the_static_architecture(name):
+def test_every_schedule_grows_into_exactly_the_static_architecture(name, tmp_path):
     """The benchmark's premise: each grow_*.morph, with all its rules applied in order, is the
-    static model (same parameter names and shapes), and every step is function-preserving."""
+    static model (same parameter names and shapes), and every step is function-preserving.
+    grow_small's target is the frontier's 2L/d64 static size (benchmarks.frontier)."""
     import morphdsl
+    from benchmarks.frontier import size_spec
     from morphdsl.rewrites import grow
 
     g = morphdsl.build(ROOT / "specs" / "bench" / f"{name}.morph")
-    assert g.n_params() < morphdsl.build(ROOT / "specs" / "bench" / "static.morph").n_params() / 5
+    want = size_spec(2, 64, 6e-3, tmp_path) if name == "grow_small" else \
+        ROOT / "specs" / "bench" / "static.morph"
+    assert g.n_params() < morphdsl.build(want).n_params() / 3
     for rule in g.sections["grow"]:
         for a in rule["actions"]:
             target = {"target": a["args"][0]} if a["args"] else {}
             res = grow(g, a["name"], **target, **a["kwargs"])
             assert res.exact
             g = res.graph
-    static = morphdsl.build(ROOT / "specs" / "bench" / "static.morph")
+    static = morphdsl.build(want)
     assert g.param_shapes() == static.param_shapes()
