@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..train.growth import GrowthAction
+from .heuristic import germinate_action
 from .signals import grad_rms
 
 STAGES = ("training", "blending", "holding")
@@ -88,13 +89,8 @@ class ActionSpace:
                                      reason=f"{why}: advance {path} to blending")]
             return [GrowthAction("fossilize", [path], {}, reason=f"{why}: fossilize {path}")]
         k, s = divmod(a - 1, len(self.sites))
-        kind = self.kinds[k]
-        kw = {"kind": kind}
-        if kind == "mlp" and self.hidden is not None:
-            kw["hidden"] = int(self.hidden)
-        if kind == "attn":
-            kw["heads"] = int(self.heads)
-        return [GrowthAction("germinate", [self.sites[s]], kw, reason=f"{why}: {self.describe(a)}")]
+        return [germinate_action(self.sites[s], self.kinds[k], self.hidden, self.heads,
+                                 f"{why}: {self.describe(a)}")]
 
 
 def obs_size(n_sites: int) -> int:

@@ -59,9 +59,7 @@ class Gates:
         """The move the gates allow now: (op, kwargs, reason) or None. `contribution` is the
         relative counterfactual contribution (measured only when `wants_contribution` says so)."""
         if stage == "training":
-            if steps_in < self.min_training:
-                return None
-            if self.grad_ratio > 0 and (grad_ratio is None or grad_ratio < self.grad_ratio):
+            if not self.may_leave(stage, steps_in, grad_ratio):
                 return None
             why = f"{steps_in} steps in training >= {self.min_training}"
             if self.grad_ratio > 0:
@@ -75,12 +73,20 @@ class Gates:
                 return "seed_stage", {"stage": "blending", "alpha": round(a, 6)}, \
                     f"{self.ramp} ramp: {steps_in}/{self.blend_steps} steps"
             return None
-        if stage == "holding" and contribution is not None and steps_in >= self.min_holding:
+        if stage == "holding" and contribution is not None and self.may_leave(stage, steps_in):
             pct = f"{100 * contribution:+.3f}%"
             if contribution >= self.min_contribution:
                 return "fossilize", {}, f"contribution {pct} >= {100 * self.min_contribution:g}%"
             return "prune", {}, f"contribution {pct} < {100 * self.min_contribution:g}%"
         return None
 
+    def may_leave(self, stage: str, steps_in: int, grad_ratio=None) -> bool:
+        """Whether a seed may leave `stage` now: training after `min_training` steps (and at the
+        gradient ratio), holding after `min_holding`; blending ends with its ramp, not here."""
+        if stage == "training":
+            return steps_in >= self.min_training and (
+                self.grad_ratio <= 0 or (grad_ratio is not None and grad_ratio >= self.grad_ratio))
+        return stage == "holding" and steps_in >= self.min_holding
+
     def wants_contribution(self, stage: str, steps_in: int, event: str) -> bool:
-        return stage == "holding" and event == "eval" and steps_in >= self.min_holding
+        return event == "eval" and stage == "holding" and self.may_leave(stage, steps_in)

@@ -15,11 +15,23 @@ event's `reason` in events.jsonl.
 """
 from __future__ import annotations
 
+from ..ir.graph import Region
 from ..ir.seeds import seed_paths
+from ..rewrites.germinate import is_repeat
 from ..train.growth import ControlState, GrowthAction
 from .signals import grad_rms
 
 KINDS = ("mlp", "attn")
+
+
+def germinate_action(site: str, kind: str, hidden, heads, reason: str) -> GrowthAction:
+    """germinate(site, kind, hidden | heads): the one way a controller plants a seed."""
+    kw = {"kind": kind}
+    if kind == "mlp" and hidden is not None:
+        kw["hidden"] = int(hidden)
+    if kind == "attn":
+        kw["heads"] = int(heads)
+    return GrowthAction("germinate", [site], kw, reason=reason)
 
 
 def sites(graph) -> list[str]:
@@ -28,13 +40,11 @@ def sites(graph) -> list[str]:
 
     def rec(region, scope):
         for ch in region.children:
-            if not hasattr(ch, "children"):
+            if not isinstance(ch, Region):
                 continue
             sc = f"{scope}.{ch.name}" if scope and ch.name else (ch.name or scope)
-            kids = ch.children
-            if ch.kind == "group" and ch.name and kids and all(
-                    hasattr(k, "children") and k.name == str(i) for i, k in enumerate(kids)):
-                out.extend(f"{sc}.{i}" for i in range(len(kids)))
+            if ch.kind == "group" and ch.name and ch.children and is_repeat(ch):
+                out.extend(f"{sc}.{i}" for i in range(len(ch.children)))
             elif ch.kind != "seed":
                 rec(ch, sc)
 
@@ -94,16 +104,11 @@ class Heuristic:
         signal = grad_rms(self.engine.model, where, exclude=alive)
         site = max(where, key=lambda p: (signal[p], -where.index(p)))
         kind = self.kinds[st["planted"] % len(self.kinds)]
-        kw = {"kind": kind}
-        if kind == "mlp" and self.hidden is not None:
-            kw["hidden"] = int(self.hidden)
-        if kind == "attn":
-            kw["heads"] = self.heads
         sig = ", ".join(f"{p} {signal[p]:.3g}" for p in where)
         why = (f"plateau: gain < {self.min_delta:g} for {st['bad']} evaluations (best "
                f"{st['best']:.4f}); site {site} has the largest gradient RMS ({sig})")
         st.update(bad=0, planted=st["planted"] + 1, last=s.step)
-        return [GrowthAction("germinate", [site], kw, reason=why)]
+        return [germinate_action(site, kind, self.hidden, self.heads, why)]
 
     def state_dict(self) -> dict:
         return {"state": dict(self.state)}

@@ -26,13 +26,27 @@ class Lifecycle:
         self.gates, self.auto = gates or Gates(), auto
         self.engine = None
         self.seeds: dict[str, dict] = {}   # path -> {"stage", "since", "contribution"}
+        self._rows = None                  # (graph, its seed rows)
 
     def bind(self, engine) -> None:
         self.engine = engine
 
     def rows(self) -> list[dict]:
-        """The model's seeds with their tracking (stage entered at `since`)."""
-        return seed_rows(self.engine.model.morph_graph) if self.engine is not None else []
+        """The model's seeds (seed_rows), read once per graph: a growth makes a new graph, so
+        the per-step decision does not walk the graph again."""
+        if self.engine is None:
+            return []
+        g = self.engine.model.morph_graph
+        if self._rows is None or self._rows[0] is not g:
+            self._rows = (g, seed_rows(g))
+        return self._rows[1]
+
+    def _ratio(self, r: dict, steps_in: int):
+        """The seed's gradient ratio, measured only when the gates would use it."""
+        g = self.gates
+        if r["stage"] != "training" or g.grad_ratio <= 0 or steps_in < g.min_training:
+            return None
+        return grad_ratio(self.engine, r["path"])
 
     def sync(self, s: ControlState) -> list[dict]:
         """Track the model's seeds: a new one entered training at the last growth (the one that
@@ -62,9 +76,7 @@ class Lifecycle:
                 self.engine.emit("on_event", {"type": "seed_contribution", "step": s.step,
                                               "seed": r["path"], "contribution": c,
                                               "val_loss": s.val_loss})
-            g = grad_ratio(self.engine, r["path"]) if (
-                r["stage"] == "training" and self.gates.grad_ratio > 0) else None
-            move = self.gates.next(r["stage"], r["alpha"], steps_in, s.event, g, c)
+            move = self.gates.next(r["stage"], r["alpha"], steps_in, s.event, self._ratio(r, steps_in), c)
             if move is not None and (self.auto or r["stage"] == "blending"):
                 op, kw, why = move
                 if op == "seed_stage" and kw["stage"] != r["stage"]:
@@ -79,11 +91,8 @@ class Lifecycle:
         for r in self.rows():
             t = self.seeds.get(r["path"], {"since": step})
             n = step - t["since"]
-            g = self.gates
-            ok = (r["stage"] == "training" and n >= g.min_training and (
-                g.grad_ratio <= 0 or grad_ratio(self.engine, r["path"]) >= g.grad_ratio)) or (
-                r["stage"] == "holding" and n >= g.min_holding)
-            out[r["path"]] = {"advance": bool(ok), "prune": True, "stage": r["stage"], "steps_in": n,
+            ok = self.gates.may_leave(r["stage"], n, self._ratio(r, n))
+            out[r["path"]] = {"advance": ok, "prune": True, "stage": r["stage"], "steps_in": n,
                               "alpha": r["alpha"], "contribution": t.get("contribution")}
         return out
 

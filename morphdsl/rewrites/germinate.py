@@ -48,7 +48,7 @@ def germinate(graph, target=None, kind: str = "mlp", name: str | None = None,
     path = str(target)
     host = find(g.root, path)
     if not isinstance(host, Region) or host.kind not in ("group", "residual") or (
-            host.kind == "group" and host.children and _is_repeat(host)):
+            host.kind == "group" and host.children and is_repeat(host)):
         raise GrowthError(f"germinate: `{path}` is not a block", hint="plant a seed in a block of a "
                           "repeat (`blocks.1`) or a named group; a seed goes where its output is added")
     used = {p.rsplit(".", 1)[-1] for p, _ in seed_paths(g.root)} | _scope_names(host)
@@ -77,5 +77,6 @@ def _scope_names(r: Region) -> set:
     return out
 
 
-def _is_repeat(r: Region) -> bool:
+def is_repeat(r: Region) -> bool:
+    """A repeat group: its children are regions named 0, 1, ..."""
     return all(isinstance(k, Region) and k.name == str(i) for i, k in enumerate(r.children))
