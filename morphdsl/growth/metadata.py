@@ -8,7 +8,8 @@
 A parameter's slices are boxes (a [start, stop) range per dimension) that tile it exactly: no
 overlap, nothing uncovered (`check`). Each carries its origin (`op` "init" or the rewrite's name,
 its `target` and `args`), the training `step` it was made at, its optimizer param `group`, an
-`lr_scale` (1.0: the group's LR) and `frozen` (no optimizer step changes it; see
+`lr_scale` (1.0: the group's LR), `crystal` (a crystallized petal: continual/crystal.py) and
+`frozen` (no optimizer step changes it; see
 growth/control.py). Growth carries it (`follow`): an old slice keeps its origin at the places its
 entries moved to, entries no old one lands on get the rewrite's; keyed by name, it survives
 checkpoints and emit -> recompile (the names are the spec's paths).
@@ -34,6 +35,7 @@ class Slice:
     group: int | None = None        # optimizer param group of the tensor
     lr_scale: float = 1.0           # x the group's LR
     frozen: bool = False
+    crystal: bool = False           # a crystallized petal (continual/crystal.py): hard to move
 
     @property
     def origin(self) -> str:
@@ -44,7 +46,7 @@ class Slice:
     def attrs(self) -> tuple:
         """What two slices must share to be merged into one."""
         return (self.op, self.target, tuple(sorted(self.args.items())), self.step, self.group,
-                self.lr_scale, self.frozen)
+                self.lr_scale, self.frozen, self.crystal)
 
     def numel(self) -> int:
         n = 1
@@ -253,10 +255,10 @@ class ParamMeta:
     def update(self, name: str, index=None, **attrs) -> "ParamMeta":
         """Set attributes (frozen, lr_scale, ...) on the part `index` of tensor `name`, splitting
         slices where needed; in place, returns self."""
-        bad = set(attrs) - {"frozen", "lr_scale", "group", "op", "target", "args", "step"}
+        bad = set(attrs) - {"frozen", "crystal", "lr_scale", "group", "op", "target", "args", "step"}
         if bad:
             raise GrowthError(f"unknown slice attribute(s) {', '.join(sorted(bad))}",
-                              hint="frozen, lr_scale, group, op, target, args, step")
+                              hint="frozen, crystal, lr_scale, group, op, target, args, step")
         if "lr_scale" in attrs and not float(attrs["lr_scale"]) >= 0:
             raise GrowthError(f"lr_scale must be a number >= 0, got {attrs['lr_scale']!r}")
         sl = self.slices(name)
@@ -322,11 +324,12 @@ class ParamMeta:
                 idx = tuple((int(a), int(b)) for a, b in s["index"])
                 step, lr = s.get("step", 0), s.get("lr_scale", 1.0)
                 if not isinstance(step, int) or not isinstance(lr, (int, float)) \
-                        or isinstance(lr, bool) or not isinstance(s.get("frozen", False), bool):
-                    raise ValueError(f"a slice of '{n}' has a bad step, lr_scale or frozen")
+                        or isinstance(lr, bool) or not isinstance(s.get("frozen", False), bool) \
+                        or not isinstance(s.get("crystal", False), bool):
+                    raise ValueError(f"a slice of '{n}' has a bad step, lr_scale, frozen or crystal")
                 got.append(Slice(idx, str(s.get("op", "init")), s.get("target"),
                                  dict(s.get("args") or {}), step, s.get("group"), float(lr),
-                                 s.get("frozen", False)))
+                                 s.get("frozen", False), s.get("crystal", False)))
             out[n] = got
         return cls(out)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..continual.crystal import Crystallizer
 from ..errors import MorphError
 from . import checkpoint as ckpt
 from .callbacks import Checkpointer, CallbackList, MetricsLog, Progress, resolve_callback
@@ -96,8 +97,8 @@ class Engine(Growing, Schedule):
             self._restore(resume)
         main = self.dist.is_main
         self.metrics = MetricsLog(self.run_dir, self.step if resume is not None else None, main)
-        builtin = [self.metrics, Progress(self.reporter if main else Reporter(enabled=False)),
-                   Checkpointer()]
+        builtin = [Crystallizer(), self.metrics,
+                   Progress(self.reporter if main else Reporter(enabled=False)), Checkpointer()]
         if cfg.tensorboard and main:
             builtin.append(resolve_callback("tensorboard")())
         named = [resolve_callback(n)() for n in cfg.callbacks]

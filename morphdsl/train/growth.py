@@ -46,6 +46,7 @@ class ControlState:
     val_history: list = field(default_factory=list)  # [(step, val_loss)]
     progress: float = 0.0           # fraction of the run done: of its steps, or of its FLOPs budget
     flops: int = 0                  # training FLOPs so far
+    frozen: dict = field(default_factory=dict)  # crystallized petal shares (continual/crystal.py)
 
 
 @runtime_checkable
@@ -175,8 +176,41 @@ class PlateauTrigger(Trigger):
         self.state["fired"] = self.state.get("fired", 0) + 1
 
 
+class FrozenTrigger(Trigger):
+    """frozen(share, per, cooldown): after a step at which the share of crystallized petals
+    (continual/crystal.py; the optimizer must be "visco_elastic") reaches `share` in some hull
+    (per = "hull") or in some lane over every hull (per = "lane"), at least `cooldown` steps
+    after this rule last fired. Growth lowers the share (new petals are not crystallized), so
+    `frozen(share = 0.8) -> add_petals(blocks.*.mlp, n = 2)` expands each time it is needed."""
+
+    def __init__(self, share: float = 0.8, per: str = "hull", cooldown: int = 50):
+        super().__init__()
+        if not 0.0 < float(share) <= 1.0:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        if per not in ("hull", "lane"):
+            raise ValueError(f'per must be "hull" or "lane", got {per!r}')
+        if int(cooldown) < 0:
+            raise ValueError(f"cooldown must be >= 0, got {cooldown}")
+        self.share, self.per, self.cooldown = float(share), per, int(cooldown)
+        self.state = {"last": None}
+        self._step = 0
+
+    def ready(self, s) -> bool:
+        if s.event != "step":
+            return False
+        shares = (s.frozen or {}).get("hulls" if self.per == "hull" else "lanes") or {}
+        if not shares or max(shares.values()) < self.share - 1e-12:
+            return False
+        self._step = s.step
+        last = self.state["last"]
+        return last is None or s.step - last >= self.cooldown
+
+    def fire(self) -> None:
+        self.state["last"] = self._step
+
+
 TRIGGERS = {"step": StepTrigger, "every": EveryTrigger, "progress": ProgressTrigger,
-            "plateau": PlateauTrigger}
+            "plateau": PlateauTrigger, "frozen": FrozenTrigger}
 
 
 def make_trigger(spec: dict, span=None) -> Trigger:
@@ -189,7 +223,8 @@ def make_trigger(spec: dict, span=None) -> Trigger:
     except (TypeError, ValueError) as e:
         raise MorphError(f"bad arguments to trigger {name}(): {e}", span=spec.get("span") or span,
                          hint="step(N), every(N), progress(F), plateau(patience=3, min_delta=0.005, "
-                              "cooldown=100, max_params=None, times=None)") from None
+                              "cooldown=100, max_params=None, times=None), frozen(share=0.8, "
+                              "per=\"hull\", cooldown=50)") from None
 
 
 class RuleController:

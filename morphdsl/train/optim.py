@@ -23,6 +23,7 @@ from .config import TrainConfig
 # short name -> (importable class, default arguments); the table a new built-in goes into
 OPTIMIZERS: dict[str, tuple[str, dict]] = {
     "adamw": ("torch.optim:AdamW", {"betas": (0.9, 0.95), "foreach": False}),  # nanoGPT's
+    "visco_elastic": ("morphdsl.continual.visco:ViscoElastic", {}),  # docs/continual.md
 }
 _RESERVED = {"params": "it is the model's parameters", "lr": "set the train setting 'lr'",
              "weight_decay": "set the train setting 'weight_decay' (matrices only)"}

@@ -1,0 +1,160 @@
+"""ViscoElastic: an Adam-style optimizer whose weights resist being pushed back, cool when they
+are not pushed, and crystallize (CONCEPTS §4; the convex notes' "two directions").
+
+    opt = ViscoElastic(model.parameters(), lr=3e-3)          # or train { optimizer = "visco_elastic" }
+    opt.step(); opt.temperature(p); opt.crystallize(p, mask)  # per-weight state, see below
+
+Per weight, on top of AdamW's normalised step `u = m̂ / (sqrt(v̂) + eps) + wd·θ` (decoupled
+decay folded into the step, so it is damped like the rest):
+
+- **Two resistance buffers**, one per direction: `res_up` resists a step up (it is built by steps
+  down), `res_down` a step down. Every step in direction s adds `resist` to the resistance
+  against the reverse; a step against built-up resistance R is divided by `1 + R` and moves the
+  fraction `deplete` of R into the other buffer (a reversal turns resistance around). Both decay
+  by `resist_decay` per step.
+- **A temperature** T in [t_min, 1], 1 (hot) at the start: it relaxes at rate `cool` towards the
+  weight's recent activity `min(1, |û| / heat_ref)` (û: Adam's step without decay), so a weight
+  that is not pushed cools and one that is pushed again warms (elasticity); the effective LR is
+  `lr · T`. Stored as `chill = 1 − T` so a fresh (grown) weight starts hot with zero state.
+- **A freeze divider**: a weight marked crystallized (`crystal` = 1, set per petal by
+  morphdsl/continual/crystal.py) has its step divided by `chrysalis` (1e7): very hard to move,
+  nothing clamped, so a reparametrised nonneg weight (softplus) stays valid by construction.
+
+The step is `θ ← θ − lr · T · u / ((1 + R_against) · (1 + crystal · (chrysalis − 1)))`.
+Every state tensor is shaped like its parameter and zero when fresh, so growth moves it like
+AdamW's moments (rewrites/transfer.py: new slices start at zero = hot, no resistance, not
+crystallized) and checkpoints carry it by name.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+# name -> (default, what it is): the one table of constants (docs/continual.md prints it)
+CONSTANTS = {
+    "betas": ((0.9, 0.95), "Adam's moment decay rates (nanoGPT's)"),
+    "eps": (1e-8, "Adam's denominator epsilon"),
+    "weight_decay": (0.0, "decoupled weight decay, damped with the step"),
+    "resist": (0.05, "resistance gained per step against reversing it"),
+    "deplete": (0.5, "fraction of the resistance a reversal moves to the other side"),
+    "resist_decay": (0.99, "per-step decay of both resistance buffers"),
+    "cool": (0.01, "rate at which the temperature relaxes towards the recent activity"),
+    "heat_ref": (0.5, "normalised step |û| that counts as fully active (temperature 1)"),
+    "t_min": (1e-3, "the coldest temperature"),
+    "chrysalis": (1e7, "divider of a crystallized weight's step"),
+    # crystallization and expansion (continual/crystal.py reads them from the optimizer)
+    "crystal_cold": (0.1, "a weight is cold when T · lr / lr_peak is below this"),
+    "crystal_share": (1 - 1 / math.e, "a petal crystallizes when this share of its weights is cold"),
+    "crystal_every": (10, "steps between crystallization checks"),
+    "blend_steps": (100, "steps over which a new petal's gate ramps from 0 to 1"),
+}
+STATE = ("exp_avg", "exp_avg_sq", "res_up", "res_down", "chill", "crystal")
+
+
+class ViscoElastic(torch.optim.Optimizer):
+    """AdamW with per-weight directional resistance, temperature and a crystal divider."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.95), eps: float = 1e-8,
+                 weight_decay: float = 0.0, resist: float = 0.05, deplete: float = 0.5,
+                 resist_decay: float = 0.99, cool: float = 0.01, heat_ref: float = 0.5,
+                 t_min: float = 1e-3, chrysalis: float = 1e7, crystal_cold: float = 0.1,
+                 crystal_share: float = 1 - 1 / math.e, crystal_every: int = 10,
+                 blend_steps: int = 100):
+        checks = {"lr": lr >= 0, "eps": eps >= 0, "weight_decay": weight_decay >= 0,
+                  "resist": resist >= 0, "deplete": 0 <= deplete <= 1,
+                  "resist_decay": 0 <= resist_decay <= 1, "cool": 0 <= cool <= 1,
+                  "heat_ref": heat_ref > 0, "t_min": 0 < t_min <= 1, "chrysalis": chrysalis >= 1,
+                  "crystal_cold": crystal_cold >= 0, "crystal_share": 0 < crystal_share <= 1,
+                  "crystal_every": int(crystal_every) >= 1, "blend_steps": int(blend_steps) >= 1,
+                  "betas": len(tuple(betas)) == 2 and all(0 <= b < 1 for b in betas)}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid ViscoElastic argument(s): {', '.join(bad)} "
+                             f"(see morphdsl.continual.visco.CONSTANTS for their ranges)")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      resist=resist, deplete=deplete, resist_decay=resist_decay,
+                                      cool=cool, heat_ref=heat_ref, t_min=t_min,
+                                      chrysalis=chrysalis, crystal_cold=crystal_cold,
+                                      crystal_share=crystal_share, crystal_every=int(crystal_every),
+                                      blend_steps=int(blend_steps)))
+
+    def _state(self, p) -> dict:
+        st = self.state[p]
+        if not st:
+            st["step"] = torch.zeros((), dtype=torch.float32)
+        for k in STATE:
+            if k not in st:
+                st[k] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return st
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for g in self.param_groups:
+            b1, b2 = g["betas"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("ViscoElastic does not take sparse gradients")
+                st = self._state(p)
+                st["step"] += 1
+                t = float(st["step"])
+                m, v = st["exp_avg"], st["exp_avg_sq"]
+                m.lerp_(p.grad, 1 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                u = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt_().add_(g["eps"]))
+                heat = (u.abs() / g["heat_ref"]).clamp_(max=1.0)
+                if g["weight_decay"]:
+                    u.add_(p, alpha=g["weight_decay"])
+                up = u < 0  # the step -lr*u moves the weight up
+                up_r, down_r = st["res_up"], st["res_down"]
+                against = torch.where(up, up_r, down_r)
+                temp = 1.0 - st["chill"]
+                div = (1.0 + against) * (1.0 + st["crystal"] * (g["chrysalis"] - 1.0))
+                p.addcdiv_(u * temp, div, value=-g["lr"])
+                # resistance: the step's direction builds it against the reverse; a step
+                # against resistance moves `deplete` of it to the other side
+                moved = against * g["deplete"]
+                up_r.sub_(torch.where(up, moved, 0.0)).add_(torch.where(up, 0.0, moved + g["resist"]))
+                down_r.sub_(torch.where(up, 0.0, moved)).add_(torch.where(up, moved + g["resist"], 0.0))
+                up_r.mul_(g["resist_decay"])
+                down_r.mul_(g["resist_decay"])
+                # temperature relaxes towards the recent activity (chill = 1 - T)
+                temp.lerp_(heat, g["cool"]).clamp_(min=g["t_min"], max=1.0)
+                st["chill"].copy_(1.0 - temp)
+        return loss
+
+    # ------------------------------------------------------------------ reading and marking
+    def temperature(self, p) -> torch.Tensor:
+        """The weight's temperature (1 where it has no state yet)."""
+        st = self.state.get(p)
+        return 1.0 - st["chill"] if st and "chill" in st else torch.ones_like(p)
+
+    def cold(self, p, lr_ratio: float, threshold: float) -> torch.Tensor:
+        """Weights the current LR can barely move: T · lr_ratio < threshold, where lr_ratio is
+        the schedule's LR now over its peak (the engine knows both)."""
+        return self.temperature(p) * lr_ratio < threshold
+
+    @torch.no_grad()
+    def crystallize(self, p, index, on: bool = True) -> None:
+        """Mark (or, on=False, thaw) the weights `p[index]` crystallized. Thawing warms them
+        back up (temperature 1) so they can move again."""
+        st = self._state(p)
+        st["crystal"][index] = 1.0 if on else 0.0
+        if not on:
+            st["chill"][index] = 0.0
+
+
+def damping(resistance: float, crystal: bool = False, chrysalis: float = 1e7) -> float:
+    """The divider of a step against `resistance` (a test's and the docs' reference)."""
+    return (1.0 + resistance) * (chrysalis if crystal else 1.0)
+
+
+def steady_resistance(resist: float = 0.05, resist_decay: float = 0.99) -> float:
+    """The resistance after many same-direction steps: resist·d / (1 − d)."""
+    return math.inf if resist_decay >= 1 else resist * resist_decay / (1 - resist_decay)
