@@ -265,3 +265,22 @@ def test_every_constant_has_a_line_in_the_docs():
     doc = (Path(__file__).parent.parent / "docs" / "continual.md").read_text()
     for name in CONSTANTS:
         assert f"| `{name}` |" in doc, name
+
+
+def test_crystal_host_crystallizes_the_other_tensors_per_row():
+    from morphdsl.growth import ParamMeta
+
+    m = morphdsl.compile(SPEC)
+    cfg = TrainConfig(steps=10, batch=8, ctx=16, lr=3e-3, optimizer="visco_elastic",
+                      optimizer_args={"crystal_host": True})
+    opt = make_optimizer(m, cfg)
+    x = torch.randint(0, 256, (4, 16))
+    m(x).float().logsumexp(-1).mean().backward()
+    opt.step()
+    m.morph_meta = ParamMeta.initial(m, opt)
+    st = opt.state[m.tok.weight]
+    st["chill"][:5] = 0.99  # five cold token rows
+    evs = crystallize(m, opt, lr_ratio=1.0)
+    assert {"type": "crystallize", "tensor": "tok.weight", "rows": 5, "of": 256} in evs
+    assert st["crystal"][:5].all() and not st["crystal"][5:].any()
+    assert [s.crystal for s in m.morph_meta.slices("tok.weight")] == [True, False]

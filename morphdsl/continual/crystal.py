@@ -98,6 +98,45 @@ def crystallize(model, opt, lr_ratio: float) -> list[dict]:
             events.append({"type": "crystallize", "hull": path, "petals": [list(x) for x in petals],
                            "cold_share": [round(float(frac[lane, pet]), 4) for lane, pet in petals],
                            "frozen_share": float(crystal_mask(h, opt).float().mean())})
+    if setting(opt, "crystal_host"):
+        events += _host_rows(model, opt, lr_ratio, cold_at, share)
+    return events
+
+
+def _runs(idx: list[int]) -> list[tuple[int, int]]:
+    """Sorted indices as [start, stop) runs."""
+    out = []
+    for i in idx:
+        if out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out
+
+
+def _host_rows(model, opt, lr_ratio, cold_at, share) -> list[dict]:
+    """`crystal_host`: every other tensor crystallizes per row (dim 0; a vector as a whole)."""
+    in_hull = {id(p) for _, h in hulls(model) for p in h.parameters()}
+    meta, events = getattr(model, "morph_meta", None), []
+    for name, p in model.named_parameters():
+        st = opt.state.get(p)
+        if id(p) in in_hull or not st or "crystal" not in st:
+            continue
+        rows = p.shape[0] if p.dim() >= 2 else 1
+        frac = opt.cold(p, lr_ratio, cold_at).reshape(rows, -1).float().mean(1)
+        new = (frac >= share) & ~(st["crystal"].reshape(rows, -1).amax(1) > 0)
+        if not bool(new.any()):
+            continue
+        if meta is None:
+            from ..growth.metadata import ParamMeta
+
+            meta = model.morph_meta = ParamMeta.initial(model, opt)
+        for a, b in _runs(new.nonzero().flatten().tolist()):
+            opt.crystallize(p, slice(a, b) if p.dim() >= 2 else slice(None))
+            if name in meta.params:
+                meta.update(name, ((a, b),) if p.dim() >= 2 else None, crystal=True)
+        events.append({"type": "crystallize", "tensor": name, "rows": int(new.sum()),
+                       "of": rows})
     return events
 
 

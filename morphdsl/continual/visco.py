@@ -48,6 +48,7 @@ CONSTANTS = {
     "crystal_share": (1 - 1 / math.e, "a petal crystallizes when this share of its weights is cold"),
     "crystal_every": (10, "steps between crystallization checks"),
     "blend_steps": (100, "steps over which a new petal's gate ramps from 0 to 1"),
+    "crystal_host": (False, "also crystallize the other weights, per row of each tensor, by the same rule"),
 }
 STATE = ("exp_avg", "exp_avg_sq", "res_up", "res_down", "chill", "crystal")
 
@@ -60,7 +61,7 @@ class ViscoElastic(torch.optim.Optimizer):
                  resist_decay: float = 0.99, cool: float = 0.01, heat_ref: float = 0.5,
                  t_min: float = 1e-3, chrysalis: float = 1e7, crystal_cold: float = 0.1,
                  crystal_share: float = 1 - 1 / math.e, crystal_every: int = 10,
-                 blend_steps: int = 100):
+                 blend_steps: int = 100, crystal_host: bool = False):
         checks = {"lr": lr >= 0, "eps": eps >= 0, "weight_decay": weight_decay >= 0,
                   "resist": resist >= 0, "deplete": 0 <= deplete <= 1,
                   "resist_decay": 0 <= resist_decay <= 1, "cool": 0 <= cool <= 1,
@@ -77,7 +78,7 @@ class ViscoElastic(torch.optim.Optimizer):
                                       cool=cool, heat_ref=heat_ref, t_min=t_min,
                                       chrysalis=chrysalis, crystal_cold=crystal_cold,
                                       crystal_share=crystal_share, crystal_every=int(crystal_every),
-                                      blend_steps=int(blend_steps)))
+                                      blend_steps=int(blend_steps), crystal_host=bool(crystal_host)))
 
     def _state(self, p) -> dict:
         st = self.state[p]
