@@ -844,7 +844,7 @@ def main(argv=None) -> int:
     run_root = out / "runs" if args.out else \
         ROOT / "runs" / ("bench-continual-quick" if args.quick else "bench-continual")
     done = dict(reuse)
-    log(f"domains (train / val tokens): " + ", ".join(
+    log("domains (train / val tokens): " + ", ".join(
         f"{n} {v['train']:,} / {v['val']:,}" for n, v in sizes.items()) +
         f" [{time.time() - t_all:.0f} s]")
     date = time.strftime("%Y-%m-%d")
