@@ -91,6 +91,7 @@ class Engine(Growing, Schedule):
         if cfg.lr_width is None:  # the spec's lr is for the width it starts at (saved on resume)
             cfg.lr_width = self.width()
         self.opt = make_optimizer(self.model, cfg)
+        self._obey_meta()  # a module that carries frozen / LR-scaled slices binds its optimizer
         self.fixed = self._to_device(
             next(stream.iter_eval_batches("val", cfg.batch, cfg.ctx, max_batches=1)))
         if resume is not None:

@@ -202,8 +202,8 @@ class FrozenTrigger(Trigger):
         if not shares or max(shares.values()) < self.share - 1e-12:
             return False
         self._step = s.step
-        last = self.state["last"]
-        return last is None or s.step - last >= self.cooldown
+        last = self.state["last"]  # (a step before it: a new run carrying this controller)
+        return last is None or s.step - last >= self.cooldown or s.step < last
 
     def fire(self) -> None:
         self.state["last"] = self._step

@@ -27,6 +27,11 @@ def describe_event(row: dict) -> str:
     if row.get("type") == "rollback":
         return (f"step {row['step']}: loss {row['loss']} - rolled back to step "
                 f"{row['resumed_from']}, lr x{row['lr_scale']:g} (failure {row['failures']})")
+    if row.get("type") == "crystallize":
+        what = (f"{len(row['petals'])} petal(s) of {row['hull']} (hull now "
+                f"{row['frozen_share']:.0%} crystallized)" if "hull" in row
+                else f"{row['rows']} of {row['of']} row(s) of {row['tensor']}")
+        return f"step {row['step']}: crystallized {what}"
     return str(row)
 
 
