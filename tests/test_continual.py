@@ -284,3 +284,19 @@ def test_crystal_host_crystallizes_the_other_tensors_per_row():
     assert {"type": "crystallize", "tensor": "tok.weight", "rows": 5, "of": 256} in evs
     assert st["crystal"][:5].all() and not st["crystal"][5:].any()
     assert [s.crystal for s in m.morph_meta.slices("tok.weight")] == [True, False]
+
+
+def test_frozen_trigger_reads_the_shares_keeps_its_cooldown_and_survives_a_new_run():
+    from morphdsl.train.growth import ControlState, FrozenTrigger
+
+    def s(step, hull=0.0, lane=0.0, event="step"):
+        return ControlState(step, event, 0, 0, frozen={"hulls": {"h": hull}, "lanes": {0: lane}})
+
+    t = FrozenTrigger(share=0.8, cooldown=50)
+    assert not t.fires(s(10, hull=0.79)) and not t.fires(s(10, hull=0.9, event="eval"))
+    assert t.fires(s(10, hull=0.8))
+    assert not t.fires(s(59, hull=1.0)) and t.fires(s(60, hull=1.0))  # the cooldown
+    assert t.fires(s(5, hull=1.0))  # a new run (steps from 0 again) that carries the rule
+    lane = FrozenTrigger(share=1.0, per="lane")
+    assert not lane.fires(s(10, hull=1.0, lane=0.5)) and lane.fires(s(10, lane=1.0))
+    assert not FrozenTrigger().fires(ControlState(10, "step", 0, 0))  # AdamW: no shares

@@ -162,7 +162,9 @@ def blend_step(model, steps: int) -> list[str]:
     for path, h in hulls(model):
         a = h.alpha
         if bool((a < 1).any()):
-            a.copy_(torch.where(a < 1, (a + 1.0 / max(steps, 1)).clamp(max=1.0), a))
+            step = 1.0 / max(steps, 1)
+            up = a + step  # within half a step of 1 is 1 (float sums of 1/steps fall short)
+            a.copy_(torch.where(a < 1, torch.where(up > 1 - step / 2, 1.0, up), a))
             moved.append(path)
     return moved
 

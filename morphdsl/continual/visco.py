@@ -40,11 +40,11 @@ CONSTANTS = {
     "deplete": (0.5, "fraction of the resistance a reversal moves to the other side"),
     "resist_decay": (0.99, "per-step decay of both resistance buffers"),
     "cool": (0.01, "rate at which the temperature relaxes towards the recent activity"),
-    "heat_ref": (0.5, "normalised step |û| that counts as fully active (temperature 1)"),
+    "heat_ref": (0.1, "normalised step |û| that counts as fully active (temperature 1)"),
     "t_min": (1e-3, "the coldest temperature"),
     "chrysalis": (1e7, "divider of a crystallized weight's step"),
     # crystallization and expansion (continual/crystal.py reads them from the optimizer)
-    "crystal_cold": (0.1, "a weight is cold when T · lr / lr_peak is below this"),
+    "crystal_cold": (0.15, "a weight is cold when T · lr / lr_peak is below this"),
     "crystal_share": (1 - 1 / math.e, "a petal crystallizes when this share of its weights is cold"),
     "crystal_every": (10, "steps between crystallization checks"),
     "blend_steps": (100, "steps over which a new petal's gate ramps from 0 to 1"),
@@ -58,8 +58,8 @@ class ViscoElastic(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.95), eps: float = 1e-8,
                  weight_decay: float = 0.0, resist: float = 0.05, deplete: float = 0.5,
-                 resist_decay: float = 0.99, cool: float = 0.01, heat_ref: float = 0.5,
-                 t_min: float = 1e-3, chrysalis: float = 1e7, crystal_cold: float = 0.1,
+                 resist_decay: float = 0.99, cool: float = 0.01, heat_ref: float = 0.1,
+                 t_min: float = 1e-3, chrysalis: float = 1e7, crystal_cold: float = 0.15,
                  crystal_share: float = 1 - 1 / math.e, crystal_every: int = 10,
                  blend_steps: int = 100, crystal_host: bool = False):
         checks = {"lr": lr >= 0, "eps": eps >= 0, "weight_decay": weight_decay >= 0,
