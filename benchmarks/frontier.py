@@ -220,13 +220,18 @@ def plot(results: list[dict], cfg: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(datas), figsize=(7 * len(datas), 5), squeeze=False)
     for ax, data in zip(axes[0], datas):
         rows = [r for r in results if r["data"] == data]
+        means = {}  # (size, budget) -> the seed mean of its final loss
         for i, (layers, d) in enumerate(cfg["sizes"]):
-            pts = sorted((r["flops"], r["final"]) for r in rows if r["name"] == size_name(layers, d))
+            for b in cfg["budgets"]:
+                got = [r["final"] for r in rows if r["name"] == size_name(layers, d)
+                       and abs(math.log(r["flops"] / (b * cfg["F"]))) < 0.05]
+                if got:
+                    means[(layers, d), b] = sum(got) / len(got)
+            pts = sorted((b * cfg["F"], v) for (sz, b), v in means.items() if sz == (layers, d))
             if pts:
                 ax.plot(*zip(*pts), "o--", color=f"C{i}", alpha=0.7, label=f"static {layers}L/d{d}")
-        fr = sorted((b * cfg["F"], min(r["final"] for r in rows if r["name"].startswith("static")
-                                       and abs(math.log(r["flops"] / (b * cfg["F"]))) < 0.05))
-                    for b in cfg["budgets"])
+        fr = sorted((b * cfg["F"], min(v for (_, b2), v in means.items() if b2 == b))
+                    for b in cfg["budgets"] if any(b2 == b for _, b2 in means))
         ax.plot(*zip(*fr), "-", color="black", lw=2.5, label="static frontier (seed mean: min)")
         for j, name in enumerate(cfg["schedules"]):
             for r in (r for r in rows if r["name"] == name and r["seed"] == 0):
