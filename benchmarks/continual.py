@@ -391,8 +391,10 @@ class Method:
 
 
 def variant_name(v: dict) -> str:
-    return ",".join(f"{k}={v[k]:g}" if isinstance(v[k], float) else f"{k}={v[k]}"
-                    for k in sorted(v))
+    def one(k):
+        return f"{k}={v[k]:g}" if isinstance(v[k], float) else \
+            f"{k}={Path(v[k]).stem}" if k == "spec" else f"{k}={v[k]}"
+    return ",".join(one(k) for k in sorted(v))
 
 
 @method("sequential")
@@ -557,6 +559,36 @@ class Ours(Method):
     spec = OURS
     grows = True
 
+    def __init__(self, spec: str | None = None, **variant):
+        super().__init__(**({"spec": spec} if spec else {}), **variant)
+        if spec:  # a variant's own spec (--ours-set / --ours-grow write one)
+            self.spec = Path(spec)
+
+    @classmethod
+    def variants(cls, cfg) -> list[dict]:
+        return [{"spec": cfg["ours_spec"]}] if cfg.get("ours_spec") else [{}]
+
+
+def ours_variant(settings: list[str], grow: str | None, out: Path) -> Path:
+    """specs/bench/continual_ours.morph with train settings `KEY=VALUE` set and (with `grow`)
+    its grow rule replaced ("none": no rule), written under OUT/specs; the file's path."""
+    import re
+
+    text = OURS.read_text()
+    for kv in settings:
+        key, _, value = kv.partition("=")
+        key, value = key.strip(), value.strip()
+        line = re.compile(rf"^  {re.escape(key)}\s*=.*$", re.M)
+        text = line.sub(f"  {key} = {value}", text) if line.search(text) else \
+            text.replace("train {\n", f"train {{\n  {key} = {value}\n", 1)
+    if grow is not None:
+        head = text[:text.index("grow {")] if "grow {" in text else text
+        text = head + ("" if grow == "none" else f"grow {{\n  {grow}\n}}\n")
+    path = out / "specs" / f"continual_ours-{hashlib.sha256(text.encode()).hexdigest()[:8]}.morph"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
 
 # --------------------------------------------------------------------------- jobs
 
@@ -585,8 +617,8 @@ def _key(r: dict) -> tuple:
 
 
 def _job_key(j: dict) -> tuple:
-    cls = METHODS[j["method"]]
-    return (j["method"], variant_name(j["variant"]), j["seed"], j["steps"], spec_sha(cls.spec))
+    spec = j["variant"].get("spec") or METHODS[j["method"]].spec
+    return (j["method"], variant_name(j["variant"]), j["seed"], j["steps"], spec_sha(spec))
 
 
 def run_job(job: dict) -> dict:
@@ -802,6 +834,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 thread each)")
     ap.add_argument("--out", help="where report.md, results.json and continual.png go")
     ap.add_argument("--fresh", action="store_true", help="rerun everything")
+    ap.add_argument("--ours-set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="train settings of an `ours` variant, e.g. optimizer_chrysalis=100")
+    ap.add_argument("--ours-grow", metavar="RULE", help='its grow rule instead ("none": none)')
     ap.add_argument("--analyse", action="store_true",
                     help="only re-report the runs in OUT/results.json (no training)")
     args = ap.parse_args(argv)
@@ -816,6 +851,8 @@ def main(argv=None) -> int:
         ap.error("--steps and --seeds must be at least 1")
     out = Path(args.out or ROOT / "benchmarks/results/continual" / ("quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
+    if args.ours_set or args.ours_grow:
+        cfg["ours_spec"] = str(ours_variant(args.ours_set, args.ours_grow, out))
     old = json.loads((out / "results.json").read_text()) \
         if (out / "results.json").exists() and not args.fresh else {}
     log = lambda s: print(s, flush=True)  # noqa: E731

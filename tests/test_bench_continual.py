@@ -8,6 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import morphdsl
+
 from benchmarks import continual as C
 from tests.test_train import _env, cache  # noqa: F401
 
@@ -161,3 +163,16 @@ def test_tiny_run_writes_report_and_results(tmp_path, capsys):
     (tmp_path / "report.md").unlink()
     assert C.main(args + ["--analyse"]) == 0
     assert (tmp_path / "report.md").read_text() == text
+
+
+def test_an_ours_variant_sets_train_settings_and_replaces_the_rule(tmp_path):
+    p = C.ours_variant(["optimizer_chrysalis=100", "optimizer_crystal_host=false"],
+                       "frozen(share = 0.9) -> add_petals(lanes.blocks.*.mlp, n = 2)", tmp_path)
+    g = morphdsl.build(str(p))
+    cfg = C.stage_config(C.build(p, 0), 10, 0)
+    assert cfg.optimizer_args["chrysalis"] == 100 and cfg.optimizer_args["crystal_host"] is False
+    (rule,) = g.sections["grow"]
+    assert rule["trigger"]["kwargs"] == {"share": 0.9}
+    assert "grow" not in morphdsl.build(str(C.ours_variant([], "none", tmp_path))).sections or \
+        not morphdsl.build(str(C.ours_variant([], "none", tmp_path))).sections["grow"]
+    assert C.Ours(spec=str(p)).spec == p and C.variant_name({"spec": str(p)}) == f"spec={p.stem}"
