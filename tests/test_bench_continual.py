@@ -176,3 +176,30 @@ def test_an_ours_variant_sets_train_settings_and_replaces_the_rule(tmp_path):
     assert "grow" not in morphdsl.build(str(C.ours_variant([], "none", tmp_path))).sections or \
         not morphdsl.build(str(C.ours_variant([], "none", tmp_path))).sections["grow"]
     assert C.Ours(spec=str(p)).spec == p and C.variant_name({"spec": str(p)}) == f"spec={p.stem}"
+
+
+def test_routing_to_the_first_generation_reproduces_the_model_after_stage_one(tmp_path):
+    """ours_routed: the generation of petals crystallized at the end of stage 1, gated alone,
+    computes what the model computed then (everything older is crystallized), and every
+    window is routed to one generation."""
+    _need_shakespeare()
+    data = C.domains(SMALL, 16, 64, 1)
+    after = {}
+
+    class Probe(C.OursRouted):
+        def end_stage(self, k, engine, ctx):
+            super().end_stage(k, engine, ctx)
+            if k == 0:
+                after[0] = C.evaluate_routed(engine.model, data.val, self.gens, self.refs)[0]
+            if k == len(C.DOMAINS) - 1:
+                g0 = self.gens[0]
+                assert any(m.any() for m in g0.values())  # stage 1 crystallized petals
+                with C._Gated(engine.model, g0):
+                    got = C.evaluate(engine.model, data.val)
+                assert got == pytest.approx(after[0], abs=2e-3)
+
+    r = Probe().run({"data": data, "steps": 60, "seed": 0, "run_dir": str(tmp_path),
+                     "curve_points": 2})
+    picks = r["info"]["picks"]
+    assert [len(p[0]) for p in picks] == [1, 2, 3]
+    assert all(sum(c) == sum(picks[0][0]) for stage in picks for c in stage)
