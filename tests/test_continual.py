@@ -300,3 +300,46 @@ def test_frozen_trigger_reads_the_shares_keeps_its_cooldown_and_survives_a_new_r
     lane = FrozenTrigger(share=1.0, per="lane")
     assert not lane.fires(s(10, hull=1.0, lane=0.5)) and lane.fires(s(10, lane=1.0))
     assert not FrozenTrigger().fires(ControlState(10, "step", 0, 0))  # AdamW: no shares
+
+
+def _reference_step(p, st, g, lr=1e-2, b1=0.9, b2=0.95, eps=1e-8, wd=0.1, resist=0.05,
+                    deplete=0.5, decay=0.99, cool=0.01, heat_ref=0.1, t_min=1e-3, chrysalis=1e7):
+    """The update rule of docs/continual.md written out per weight (an independent check)."""
+    st["step"] += 1
+    t = st["step"]
+    st["m"] = b1 * st["m"] + (1 - b1) * g
+    st["v"] = b2 * st["v"] + (1 - b2) * g * g
+    uh = (st["m"] / (1 - b1 ** t)) / ((st["v"] / (1 - b2 ** t)).sqrt() + eps)
+    heat = (uh.abs() / heat_ref).clamp(max=1.0)
+    u = uh + wd * p
+    up = u < 0
+    against = torch.where(up, st["ru"], st["rd"])
+    T = 1 - st["chill"]
+    p = p - lr * T * u / ((1 + against) * (1 + st["crystal"] * (chrysalis - 1)))
+    moved = deplete * against
+    ru = torch.where(up, st["ru"] - moved, st["ru"] + moved + resist)
+    rd = torch.where(up, st["rd"] + moved + resist, st["rd"] - moved)
+    st["ru"], st["rd"] = ru * decay, rd * decay
+    st["chill"] = 1 - (T + cool * (heat - T)).clamp(t_min, 1.0)
+    return p
+
+
+def test_the_step_matches_the_rule_written_out():
+    torch.manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(4))]
+    opt = ViscoElastic(ps, lr=1e-2, weight_decay=0.1)
+    opt.crystallize(ps[0], (1, slice(None)))
+    ref = [p.detach().clone().double() for p in ps]
+    rst = [dict(step=0, m=0, v=0, ru=torch.zeros_like(r), rd=torch.zeros_like(r),
+                chill=torch.zeros_like(r), crystal=torch.zeros_like(r)) for r in ref]
+    rst[0]["crystal"][1] = 1
+    for _ in range(30):
+        gs = [torch.randn_like(p) for p in ps]
+        for p, gr in zip(ps, gs):
+            p.grad = gr
+        opt.step()
+        ref = [_reference_step(r, s, gr.double()) for r, s, gr in zip(ref, rst, gs)]
+    for p, r, s in zip(ps, ref, rst):
+        torch.testing.assert_close(p.detach().double(), r, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(opt.state[p]["res_up"].double(), s["ru"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(opt.temperature(p).double(), 1 - s["chill"], rtol=1e-5, atol=1e-6)

@@ -96,39 +96,69 @@ class ViscoElastic(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for g in self.param_groups:
-            b1, b2 = g["betas"]
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("ViscoElastic does not take sparse gradients")
-                st = self._state(p)
-                st["step"] += 1
-                t = float(st["step"])
-                m, v = st["exp_avg"], st["exp_avg_sq"]
-                m.lerp_(p.grad, 1 - b1)
-                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                u = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt_().add_(g["eps"]))
-                heat = (u.abs() / g["heat_ref"]).clamp_(max=1.0)
-                if g["weight_decay"]:
-                    u.add_(p, alpha=g["weight_decay"])
-                up = u < 0  # the step -lr*u moves the weight up
-                up_r, down_r = st["res_up"], st["res_down"]
-                against = torch.where(up, up_r, down_r)
-                temp = 1.0 - st["chill"]
-                div = (1.0 + against) * (1.0 + st["crystal"] * (g["chrysalis"] - 1.0))
-                p.addcdiv_(u * temp, div, value=-g["lr"])
-                # resistance: the step's direction builds it against the reverse; a step
-                # against resistance moves `deplete` of it to the other side
-                moved = against * g["deplete"]
-                up_r.sub_(torch.where(up, moved, 0.0)).add_(torch.where(up, 0.0, moved + g["resist"]))
-                down_r.sub_(torch.where(up, 0.0, moved)).add_(torch.where(up, moved + g["resist"], 0.0))
-                up_r.mul_(g["resist_decay"])
-                down_r.mul_(g["resist_decay"])
-                # temperature relaxes towards the recent activity (chill = 1 - T)
-                temp.lerp_(heat, g["cool"]).clamp_(min=g["t_min"], max=1.0)
-                st["chill"].copy_(1.0 - temp)
+            ps = [p for p in g["params"] if p.grad is not None]
+            if ps:
+                self._step_group(g, ps)
         return loss
+
+    def _step_group(self, g: dict, ps: list) -> None:
+        """One step of a group, in foreach ops over its tensors (a handful of kernels a step,
+        not a handful per tensor)."""
+        if any(p.grad.is_sparse for p in ps):
+            raise RuntimeError("ViscoElastic does not take sparse gradients")
+        b1, b2 = g["betas"]
+        sts = [self._state(p) for p in ps]
+        grads = [p.grad for p in ps]
+        for st in sts:
+            st["step"] += 1
+        ts = [float(st["step"]) for st in sts]  # per tensor: a grown tensor restarts at 0
+        m, v = [st["exp_avg"] for st in sts], [st["exp_avg_sq"] for st in sts]
+        torch._foreach_lerp_(m, grads, 1 - b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+        den = torch._foreach_div(v, [1 - b2 ** t for t in ts])
+        torch._foreach_sqrt_(den)
+        torch._foreach_add_(den, g["eps"])
+        u = torch._foreach_div(torch._foreach_div(m, [1 - b1 ** t for t in ts]), den)
+        heat = torch._foreach_abs(u)
+        torch._foreach_div_(heat, g["heat_ref"])
+        torch._foreach_clamp_max_(heat, 1.0)
+        if g["weight_decay"]:
+            torch._foreach_add_(u, ps, alpha=g["weight_decay"])
+        F = torch._foreach_neg(torch._foreach_sign(u))  # f = 1 where the step moves the weight up
+        torch._foreach_clamp_min_(F, 0.0)
+        nF = torch._foreach_neg(F)                     # 1 - f: it moves down (or not at all)
+        torch._foreach_add_(nF, 1.0)
+        ru, rd = [st["res_up"] for st in sts], [st["res_down"] for st in sts]
+        against = torch._foreach_sub(ru, rd)           # the resistance the step goes against
+        torch._foreach_mul_(against, F)
+        torch._foreach_add_(against, rd)
+        div = torch._foreach_add(against, 1.0)
+        cry = torch._foreach_mul([st["crystal"] for st in sts], g["chrysalis"] - 1.0)
+        torch._foreach_add_(cry, 1.0)
+        torch._foreach_mul_(div, cry)
+        temps = torch._foreach_neg([st["chill"] for st in sts])
+        torch._foreach_add_(temps, 1.0)
+        torch._foreach_mul_(u, temps)
+        torch._foreach_div_(u, div)
+        torch._foreach_add_(ps, u, alpha=-g["lr"])
+        # resistance: the step's direction builds it against the reverse; a step against
+        # resistance moves `deplete` of it to the other side; both decay
+        moved = torch._foreach_mul(against, g["deplete"])
+        gain = torch._foreach_add(moved, g["resist"])
+        torch._foreach_addcmul_(ru, F, moved, value=-1.0)
+        torch._foreach_addcmul_(ru, nF, gain)
+        torch._foreach_addcmul_(rd, nF, moved, value=-1.0)
+        torch._foreach_addcmul_(rd, F, gain)
+        torch._foreach_mul_(ru + rd, g["resist_decay"])
+        # temperature relaxes towards the recent activity (chill = 1 - T)
+        torch._foreach_lerp_(temps, heat, g["cool"])
+        torch._foreach_clamp_min_(temps, g["t_min"])
+        torch._foreach_clamp_max_(temps, 1.0)
+        torch._foreach_neg_(temps)
+        torch._foreach_add_(temps, 1.0)
+        for st, c in zip(sts, temps):
+            st["chill"].copy_(c)
 
     # ------------------------------------------------------------------ reading and marking
     def temperature(self, p) -> torch.Tensor:
