@@ -259,12 +259,16 @@ class _Gated:
             h.alpha.copy_(self.alpha[p])
 
 
-def window_entropy(module, x):
-    """(windows,) the mean predictive entropy of each window, and the log-probabilities."""
+ROUTE_PREFIX = 32  # the router reads a window's first 32 positions; only the rest is scored
+
+
+def window_entropy(module, x, upto: int = ROUTE_PREFIX):
+    """(windows,) the mean predictive entropy over each window's first `upto` positions (what
+    the model predicts from bytes 0..upto-1 only: causal), and the log-probabilities."""
     import torch.nn.functional as F
 
     logp = F.log_softmax(module(x).float(), -1)
-    return -(logp.exp() * logp).sum(-1).mean(-1), logp
+    return -(logp.exp() * logp).sum(-1)[:, :upto].mean(-1), logp
 
 
 def reference_entropy(module, g, stream, batches: int, batch: int, ctx: int, seed: int) -> float:
@@ -285,9 +289,13 @@ def reference_entropy(module, g, stream, batches: int, batch: int, ctx: int, see
 
 def evaluate_routed(module, val: dict, gens: list, refs: list) -> tuple[list[float], list]:
     """The loss per domain when every window is scored by one generation of petals, chosen per
-    window without its label: the lowest predictive entropy relative to the generation's own
-    reference entropy (SupSup's entropy routing, Wortsman et al. 2020, calibrated per
-    generation). Also how many windows of each domain went to each generation."""
+    window without its label: the lowest predictive entropy over the window's first
+    ROUTE_PREFIX positions relative to the generation's own reference entropy (SupSup's entropy
+    routing, Wortsman et al. 2020, calibrated per generation). Causal: the choice reads bytes
+    0..ROUTE_PREFIX-1 only and only the positions after them are scored (those targets were never
+    read), so this loss is over the second half of each window (more context than a
+    whole-window loss: compare it with `evaluate_tail`, not `evaluate`). Also how many windows
+    of each domain went to each generation."""
     import torch
     import torch.nn.functional as F
 
@@ -304,11 +312,11 @@ def evaluate_routed(module, val: dict, gens: list, refs: list) -> tuple[list[flo
                         with _Gated(module, g):
                             ent, logp = window_entropy(module, x)
                         score.append(ent - ref)
-                        loss.append(F.nll_loss(logp.flatten(0, 1), y.flatten(),
-                                               reduction="none").view(y.shape).sum(-1))
+                        loss.append(F.nll_loss(logp.flatten(0, 1), y.flatten(), reduction="none")
+                                    .view(y.shape)[:, ROUTE_PREFIX:].sum(-1))
                     pick = torch.stack(score).argmin(0)
                     total += torch.stack(loss).gather(0, pick[None]).sum().item()
-                    n += y.numel()
+                    n += y[:, ROUTE_PREFIX:].numel()
                     for c in pick.tolist():
                         chosen[c] += 1
                 out.append(total / n)
@@ -316,6 +324,24 @@ def evaluate_routed(module, val: dict, gens: list, refs: list) -> tuple[list[flo
     finally:
         module.train(was)
     return out, counts
+
+
+def evaluate_tail(module, val: dict) -> list[float]:
+    """`evaluate` over the positions evaluate_routed scores (after ROUTE_PREFIX): the unrouted
+    model on the same footing."""
+    import torch
+    import torch.nn.functional as F
+
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return [sum(F.nll_loss(F.log_softmax(module(x).float(), -1)[:, ROUTE_PREFIX:].flatten(0, 1),
+                                   y[:, ROUTE_PREFIX:].flatten(), reduction="sum").item()
+                        for x, y in val[name]) / sum(y[:, ROUTE_PREFIX:].numel() for _, y in val[name])
+                    for name in DOMAINS]
+    finally:
+        module.train(was)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -672,7 +698,7 @@ class OursRouted(Ours):
 
     def __init__(self, **variant):
         super().__init__(**variant)
-        self.gens, self.refs, self.picks = [], [], []
+        self.gens, self.refs, self.picks, self.tail = [], [], [], []
 
     def end_stage(self, k, engine, ctx):
         data = ctx["data"]
@@ -683,10 +709,14 @@ class OursRouted(Ours):
     def measure(self, module, opt, val):
         out, counts = evaluate_routed(module, val, self.gens, self.refs)
         self.picks.append(counts)
+        self.tail.append(evaluate_tail(module, val))
         return out
 
-    def info(self) -> dict:  # per stage, per domain: windows routed to each generation
-        return {"picks": self.picks, "reference_entropy": self.refs}
+    def info(self) -> dict:  # per stage, per domain: windows routed to each generation; and the
+        # unrouted model's matrix on the same (second-half) positions
+        acc, bwt = acc_bwt(self.tail)
+        return {"picks": self.picks, "reference_entropy": self.refs, "tail_matrix": self.tail,
+                "tail_acc": acc, "tail_bwt": bwt}
 
 
 def ours_variant(settings: list[str], grow: str | None, out: Path) -> Path:

@@ -195,7 +195,7 @@ def test_routing_to_the_first_generation_reproduces_the_model_after_stage_one(tm
                 g0 = self.gens[0]
                 assert any(m.any() for m in g0.values())  # stage 1 crystallized petals
                 with C._Gated(engine.model, g0):
-                    got = C.evaluate(engine.model, data.val)
+                    got = C.evaluate_tail(engine.model, data.val)
                 assert got == pytest.approx(after[0], abs=2e-3)
 
     r = Probe().run({"data": data, "steps": 60, "seed": 0, "run_dir": str(tmp_path),
@@ -203,3 +203,4 @@ def test_routing_to_the_first_generation_reproduces_the_model_after_stage_one(tm
     picks = r["info"]["picks"]
     assert [len(p[0]) for p in picks] == [1, 2, 3]
     assert all(sum(c) == sum(picks[0][0]) for stage in picks for c in stage)
+    assert len(r["info"]["tail_matrix"]) == 3 and r["info"]["tail_bwt"] is not None
