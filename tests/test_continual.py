@@ -343,3 +343,10 @@ def test_the_step_matches_the_rule_written_out():
         torch.testing.assert_close(p.detach().double(), r, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(opt.state[p]["res_up"].double(), s["ru"], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(opt.temperature(p).double(), 1 - s["chill"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_bad_constant_in_the_spec_is_an_error_at_its_line(tmp_path):
+    spec = SPEC.replace("  optimizer_crystal_every = 5", "  optimizer_crystal_every = 5\n  optimizer_deplete = 2")
+    with pytest.raises(MorphError, match="deplete") as e:
+        train_spec(spec, tmp_path / "bad")
+    assert e.value.span is not None and "optimizer_deplete" in spec.splitlines()[e.value.span.line - 1]

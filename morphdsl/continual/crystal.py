@@ -46,13 +46,14 @@ def crystal_mask(hull: Hull, opt) -> torch.Tensor:
     return st["crystal"].reshape(hull.L, hull.P, -1).amax(-1) > 0
 
 
-def frozen_shares(model, opt) -> dict:
-    """The share of crystallized petals per hull (by module path) and per lane (over every hull)."""
+def frozen_shares(model, opt, found=None) -> dict:
+    """The share of crystallized petals per hull (by module path) and per lane (over every
+    hull). `found`: the model's `hulls()`, when the caller keeps them."""
     out = {"hulls": {}, "lanes": {}}
     if not isinstance(opt, ViscoElastic):
         return out
     per_lane: dict[int, list] = {}
-    for path, h in hulls(model):
+    for path, h in hulls(model) if found is None else found:
         mask = crystal_mask(h, opt)
         out["hulls"][path] = mask.float().mean().item()
         for lane in range(h.L):
@@ -63,12 +64,18 @@ def frozen_shares(model, opt) -> dict:
     return out
 
 
-def _mark(model, opt, path: str, hull: Hull, petals, on: bool) -> None:
-    meta = getattr(model, "morph_meta", None)
-    if meta is None:  # the record: per-parameter metadata (checkpointed, follows growth)
+def _meta(model, opt):
+    """The model's per-parameter metadata (the record: checkpointed, follows growth), made
+    (every tensor `init`) if it has none yet."""
+    if getattr(model, "morph_meta", None) is None:
         from ..growth.metadata import ParamMeta
 
-        meta = model.morph_meta = ParamMeta.initial(model, opt)
+        model.morph_meta = ParamMeta.initial(model, opt)
+    return model.morph_meta
+
+
+def _mark(model, opt, path: str, hull: Hull, petals, on: bool) -> None:
+    meta = _meta(model, opt)
     for pname, p in hull.named_parameters():
         for lane, pet in petals:
             opt.crystallize(p, (lane, pet), on)
@@ -78,13 +85,14 @@ def _mark(model, opt, path: str, hull: Hull, petals, on: bool) -> None:
 
 
 @torch.no_grad()
-def crystallize(model, opt, lr_ratio: float) -> list[dict]:
+def crystallize(model, opt, lr_ratio: float, found=None) -> list[dict]:
     """Crystallize every petal whose cold share passed `crystal_share`; the events, one per hull."""
     if not isinstance(opt, ViscoElastic):
         return []
     cold_at, share = setting(opt, "crystal_cold"), setting(opt, "crystal_share")
     events = []
-    for path, h in hulls(model):
+    found = hulls(model) if found is None else found
+    for path, h in found:
         cold = torch.zeros(h.L, h.P)
         total = 0
         for _, p in h.named_parameters():
@@ -99,7 +107,7 @@ def crystallize(model, opt, lr_ratio: float) -> list[dict]:
                            "cold_share": [round(float(frac[lane, pet]), 4) for lane, pet in petals],
                            "frozen_share": float(crystal_mask(h, opt).float().mean())})
     if setting(opt, "crystal_host"):
-        events += _host_rows(model, opt, lr_ratio, cold_at, share)
+        events += _host_rows(model, opt, lr_ratio, cold_at, share, found)
     return events
 
 
@@ -114,10 +122,10 @@ def _runs(idx: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _host_rows(model, opt, lr_ratio, cold_at, share) -> list[dict]:
+def _host_rows(model, opt, lr_ratio, cold_at, share, found) -> list[dict]:
     """`crystal_host`: every other tensor crystallizes per row (dim 0; a vector as a whole)."""
-    in_hull = {id(p) for _, h in hulls(model) for p in h.parameters()}
-    meta, events = getattr(model, "morph_meta", None), []
+    in_hull = {id(p) for _, h in found for p in h.parameters()}
+    events = []
     for name, p in model.named_parameters():
         st = opt.state.get(p)
         if id(p) in in_hull or not st or "crystal" not in st:
@@ -127,10 +135,7 @@ def _host_rows(model, opt, lr_ratio, cold_at, share) -> list[dict]:
         new = (frac >= share) & ~(st["crystal"].reshape(rows, -1).amax(1) > 0)
         if not bool(new.any()):
             continue
-        if meta is None:
-            from ..growth.metadata import ParamMeta
-
-            meta = model.morph_meta = ParamMeta.initial(model, opt)
+        meta = _meta(model, opt)
         for a, b in _runs(new.nonzero().flatten().tolist()):
             opt.crystallize(p, slice(a, b) if p.dim() >= 2 else slice(None))
             if name in meta.params:
@@ -156,10 +161,10 @@ def thaw(model, opt, path: str, petals=None) -> list[tuple[int, int]]:
 
 
 @torch.no_grad()
-def blend_step(model, steps: int) -> list[str]:
+def blend_step(model, steps: int, found=None) -> list[str]:
     """Move every gate below 1 up by 1/steps (to at most 1); the hulls that moved."""
     moved = []
-    for path, h in hulls(model):
+    for path, h in hulls(model) if found is None else found:
         a = h.alpha
         if bool((a < 1).any()):
             step = 1.0 / max(steps, 1)
@@ -170,16 +175,43 @@ def blend_step(model, steps: int) -> list[str]:
 
 
 class Crystallizer:
-    """Engine callback: crystallize petals every `crystal_every` steps and blend in new ones."""
+    """Engine callback: crystallize petals every `crystal_every` steps, blend in new ones, and
+    keep `engine.frozen` (the shares the frozen() trigger reads) current: it changes only when
+    petals crystallize, the model grows or the run rolls back. The model's hulls are found once
+    per model, not every step."""
+
+    def __init__(self):
+        self._model, self._hulls = None, []
+
+    def _found(self, engine) -> list:
+        if engine.model is not self._model:
+            self._model, self._hulls = engine.model, hulls(engine.model)
+        return self._hulls
+
+    def _shares(self, engine) -> None:
+        if isinstance(engine.opt, ViscoElastic):
+            engine.frozen = frozen_shares(engine.model, engine.opt, self._found(engine))
+
+    def on_train_start(self, engine):
+        self._shares(engine)
+
+    def on_growth(self, engine, event):
+        self._shares(engine)
+
+    def on_rollback(self, engine, event):
+        self._shares(engine)
 
     def on_step(self, engine, row):
         opt = engine.opt
         if not isinstance(opt, ViscoElastic):
             return
-        blend_step(engine.model, int(setting(opt, "blend_steps")))
+        found = self._found(engine)
+        blend_step(engine.model, int(setting(opt, "blend_steps")), found)
         if engine.step % int(setting(opt, "crystal_every")):
             return
         ratio = row["lr"] / engine.cfg.lr if engine.cfg.lr else 1.0
-        for ev in crystallize(engine.model, opt, ratio):
-            ev = {"step": engine.step, "tokens": engine.tokens, **ev}
-            engine.emit("on_event", ev)
+        events = crystallize(engine.model, opt, ratio, found)
+        if events:
+            self._shares(engine)
+        for ev in events:
+            engine.emit("on_event", {"step": engine.step, "tokens": engine.tokens, **ev})

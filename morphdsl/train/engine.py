@@ -84,6 +84,7 @@ class Engine(Growing, Schedule):
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step, self.tokens, self.lr_scale, self.last_growth = 0, 0, 1.0, 0
         self.flops = 0  # training FLOPs so far, counted from the graph (follows growth)
+        self.frozen: dict = {}  # crystallized petal shares (kept by continual.Crystallizer)
         self.clock = 0.0  # seconds in training steps and growth (not evaluation or checkpoints)
         self.failures, self.injected, self.val_history = 0, 0, []
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed

@@ -8,7 +8,6 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..continual.crystal import frozen_shares
 from ..errors import MorphError
 from ..growth import GrowthTransaction, attach
 from .growth import ControlState, check_growth_fits
@@ -81,7 +80,7 @@ class Growing:
         """Ask the controllers (rank 0's answer is every rank's); True if the model grew."""
         s = ControlState(self.step, event, self.n_params(), self.tokens, train_loss, val_loss,
                          self.last_growth, list(self.val_history), self.progress(), self.flops,
-                         frozen_shares(self.model, self.opt))
+                         self.frozen)
         actions = [a for c in self.controllers for a in c.decide(s)] if self.dist.is_main else None
         actions = self.dist.broadcast(actions)
         self.emit("on_decide", s, actions)
