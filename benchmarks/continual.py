@@ -204,8 +204,9 @@ class MixedStream:
                 yield b
 
 
-def evaluate(module, val: dict) -> list[float]:
-    """Validation loss (nats per byte) on each domain's fixed batches, in DOMAINS order."""
+def evaluate(module, val: dict, start: int = 0) -> list[float]:
+    """Validation loss (nats per byte) on each domain's fixed batches, in DOMAINS order, over
+    the positions from `start` on (0: whole windows)."""
     import torch
     import torch.nn.functional as F
 
@@ -217,10 +218,10 @@ def evaluate(module, val: dict) -> list[float]:
             for name in DOMAINS:
                 total, n = 0.0, 0
                 for x, y in val[name]:
-                    logits = module(x)
-                    total += F.cross_entropy(logits.flatten(0, 1), y.flatten(),
+                    logits = module(x)[:, start:]
+                    total += F.cross_entropy(logits.flatten(0, 1), y[:, start:].flatten(),
                                              reduction="sum").item()
-                    n += y.numel()
+                    n += y[:, start:].numel()
                 out.append(total / n)
     finally:
         module.train(was)
@@ -294,7 +295,7 @@ def evaluate_routed(module, val: dict, gens: list, refs: list) -> tuple[list[flo
     routing, Wortsman et al. 2020, calibrated per generation). Causal: the choice reads bytes
     0..ROUTE_PREFIX-1 only and only the positions after them are scored (those targets were never
     read), so this loss is over the second half of each window (more context than a
-    whole-window loss: compare it with `evaluate_tail`, not `evaluate`). Also how many windows
+    whole-window loss: compare it with `evaluate(..., start=ROUTE_PREFIX)`). Also how many windows
     of each domain went to each generation."""
     import torch
     import torch.nn.functional as F
@@ -324,24 +325,6 @@ def evaluate_routed(module, val: dict, gens: list, refs: list) -> tuple[list[flo
     finally:
         module.train(was)
     return out, counts
-
-
-def evaluate_tail(module, val: dict) -> list[float]:
-    """`evaluate` over the positions evaluate_routed scores (after ROUTE_PREFIX): the unrouted
-    model on the same footing."""
-    import torch
-    import torch.nn.functional as F
-
-    was = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            return [sum(F.nll_loss(F.log_softmax(module(x).float(), -1)[:, ROUTE_PREFIX:].flatten(0, 1),
-                                   y[:, ROUTE_PREFIX:].flatten(), reduction="sum").item()
-                        for x, y in val[name]) / sum(y[:, ROUTE_PREFIX:].numel() for _, y in val[name])
-                    for name in DOMAINS]
-    finally:
-        module.train(was)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -455,6 +438,12 @@ class Method:
         """The loss on every domain after a stage (the matrix row)."""
         return evaluate(module, val)
 
+    def _start(self, ctx: dict):
+        """(start time, the seed's initial module, its parameter count, its losses)."""
+        t0 = time.time()
+        module = build(self.spec, ctx["seed"])
+        return t0, module, n_params(module), evaluate(module, ctx["data"].val)
+
     def run(self, ctx: dict) -> dict:
         import torch
 
@@ -462,10 +451,7 @@ class Method:
         from morphdsl.train.optim import load_state_by_name, state_by_name
 
         data, S, seed = ctx["data"], ctx["steps"], ctx["seed"]
-        t0 = time.time()
-        module = build(self.spec, seed)
-        p0 = n_params(module)
-        init = evaluate(module, data.val)
+        t0, module, p0, init = self._start(ctx)
         curve, matrix, stage_s, info = [(0, init)], [], [], {"rollbacks": 0}
         state, controllers = {}, (None if self.grows else [])
         every = max(1, S // ctx["curve_points"])
@@ -653,10 +639,7 @@ class Joint(Method):
         from morphdsl.train.engine import Engine
 
         data, S, seed = ctx["data"], ctx["steps"], ctx["seed"]
-        t0 = time.time()
-        module = build(self.spec, seed)
-        p0 = n_params(module)
-        init = evaluate(module, data.val)
+        t0, module, p0, init = self._start(ctx)
         curve = [(0, init)]
         T = len(DOMAINS) * S
         run_dir = Path(ctx["run_dir"]) / "joint"
@@ -709,7 +692,7 @@ class OursRouted(Ours):
     def measure(self, module, opt, val):
         out, counts = evaluate_routed(module, val, self.gens, self.refs)
         self.picks.append(counts)
-        self.tail.append(evaluate_tail(module, val))
+        self.tail.append(evaluate(module, val, ROUTE_PREFIX))
         return out
 
     def info(self) -> dict:  # per stage, per domain: windows routed to each generation; and the

@@ -195,7 +195,7 @@ def test_routing_to_the_first_generation_reproduces_the_model_after_stage_one(tm
                 g0 = self.gens[0]
                 assert any(m.any() for m in g0.values())  # stage 1 crystallized petals
                 with C._Gated(engine.model, g0):
-                    got = C.evaluate_tail(engine.model, data.val)
+                    got = C.evaluate(engine.model, data.val, C.ROUTE_PREFIX)
                 assert got == pytest.approx(after[0], abs=2e-3)
 
     r = Probe().run({"data": data, "steps": 60, "seed": 0, "run_dir": str(tmp_path),
@@ -204,3 +204,17 @@ def test_routing_to_the_first_generation_reproduces_the_model_after_stage_one(tm
     assert [len(p[0]) for p in picks] == [1, 2, 3]
     assert all(sum(c) == sum(picks[0][0]) for stage in picks for c in stage)
     assert len(r["info"]["tail_matrix"]) == 3 and r["info"]["tail_bwt"] is not None
+
+
+def test_diagnosis_separates_drift_from_interference(tmp_path):
+    """continual_diag: with only stage 1's crystallized petals on, the last model computes what
+    the stage-1 model did, and crystallized weights barely moved."""
+    from benchmarks.continual_diag import diagnose
+
+    _need_shakespeare()
+    data = C.domains(SMALL, 16, 64, 1)
+    C.Ours().run({"data": data, "steps": 60, "seed": 0, "run_dir": str(tmp_path), "curve_points": 2})
+    r = diagnose(tmp_path, data.val)
+    assert r["stage1_crystals_only"] == pytest.approx(r["after_stage1"], abs=2e-3)
+    assert r["after_last"] != pytest.approx(r["after_stage1"], abs=1e-2)  # the new petals changed it
+    assert r["largest_crystal_move"] < 1e-4
