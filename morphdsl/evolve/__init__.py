@@ -1,0 +1,1 @@
+"""Evolution of populations of specs: mutation by exact rewrites, crossover, tournaments."""
