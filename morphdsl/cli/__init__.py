@@ -20,7 +20,7 @@ from ..errors import MorphError
 from .common import UsageError
 
 COMMANDS = ["check", "show", "fmt", "graph", "ops", "grow", "verify", "train", "sample", "eval",
-            "bench", "hf_import", "hf_export", "garden"]
+            "bench", "hf_import", "hf_export", "garden", "evolve"]
 
 
 def _command_modules():

@@ -62,6 +62,10 @@ def build_spec(spec: Spec) -> MorphGraph:
     sections = {"data": settings(spec.sections.get("data"), env, spans),
                 "train": settings(spec.sections.get("train"), env, spans),
                 "grow": grow_rules(spec.sections.get("grow"), env)}
+    if "evolve" in spec.sections:  # a population's settings (morphdsl/evolve)
+        from ..evolve.config import parse_section
+
+        sections["evolve"] = parse_section(spec.sections["evolve"], env)
     blocks = {name: bdef for name, (bdef, _) in spec.blocks.items()}
     g = MorphGraph(spec.name, root, dag, itype, out, sections, blocks, dict(spec.params), spec.filename)
     g.block_env = {name: genv for name, (_, genv) in spec.blocks.items()}

@@ -12,7 +12,7 @@ from .evaluate import Symbol, evaluate
 from .graph import OpInst, Region
 
 CONSTRUCTS = {"residual", "parallel", "partition", "repeat", "pyramid", "seed"}
-SECTIONS = {"model", "data", "train", "grow"}
+SECTIONS = {"model", "data", "train", "grow", "evolve"}
 JOINS = {"concat", "add", "mean", "max", "mul", "sub", "div"}
 
 

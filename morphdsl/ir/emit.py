@@ -103,6 +103,10 @@ def _settings(g, sec: str, src):
 
     vals = g.sections.get(sec) or ({} if sec != "grow" else [])
     s = src.sections.get(sec) if src is not None else None
+    if sec == "evolve":  # never changed by growth: the source's section, or one written anew
+        from ..evolve.config import section_ast
+
+        return s if s is not None else (section_ast(vals, g.params) if vals else None)
     if s is not None:
         try:
             if sec == "grow":
@@ -159,7 +163,7 @@ def _assemble(g, blocks: Blocks, tree: TreeEmitter, body, src) -> list:
     parameters and definitions the source does not have (new, imported) go before the model."""
     params = {e.key: e for e in _params(g, src)}
     defs = dict(blocks.defs)
-    sections = {sec: _settings(g, sec, src) for sec in ("data", "train", "grow")}
+    sections = {sec: _settings(g, sec, src) for sec in ("data", "train", "grow", "evolve")}
     order = [it for it in src.module.items if not isinstance(it, A.Use)] if src is not None else []
     here = {it.key if isinstance(it, A.Entry) else it.name for it in order if isinstance(it, (A.Entry, A.BlockDef))}
     spec = next((it for it in order if isinstance(it, A.SpecName)), None)
