@@ -26,7 +26,7 @@ from ..errors import SpecError, did_you_mean
 
 DEFAULT_MENU = (("widen_mlp", 2.0, {}), ("add_head", 1.0, {}), ("insert_block", 1.0, {}),
                 ("prune_units", 1.0, {}), ("prune_heads", 0.5, {}), ("remove_block", 0.5, {}),
-                ("lr", 2.0, {}))
+                ("widen_embed", 0.5, {}), ("lr", 2.0, {}))
 _INTS = {"population": (2, 256), "generations": (1, 10_000), "steps": (1, 10**9),
          "tournament": (1, 256), "seed": (0, 2**31 - 1), "workers": (1, 1024)}
 _FLOATS = {"crossover": (0.0, 1.0), "truncation": (0.0, 0.9), "param_penalty": (0.0, 1e9),

@@ -4,7 +4,8 @@
                                                          "args": {"target": "blocks.1.mlp", "by": 32}}
 
 A mutation is a growth rewrite (exact: widen_mlp, add_head, insert_block), an inverse one (not
-exact, its output change is measured when applied: prune_units, prune_heads, remove_block), or a
+exact, its output change is measured when applied: prune_units, prune_heads, remove_block;
+`widen_embed` doubles the residual width, exactly), or a
 hyperparameter perturbation (`lr`: x0.8 or x1.2, as in population-based training). A chooser
 returns None where it cannot apply (no block to remove, a single head, ...); `choose` then
 draws another from the menu. Choices depend only on the graph and `rng`, so selection
@@ -97,13 +98,20 @@ def remove_block(g, rng, kw):
     return {"op": "remove_block", "args": {"target": path, "at": rng.randrange(n)}}
 
 
+def widen_embed(g, rng, kw):
+    dims = [d.resolved["dim"] for _, d in g.nodes() if d.get("op") == "embed"]
+    if not dims or dims[0] * 2 > int(kw.get("max_dim", 512)):
+        return None
+    return {"op": "widen_embed", "args": {"factor": 2}}
+
+
 def lr(g, rng, kw):
     return {"op": None, "lr_factor": float(rng.choice(kw.get("factors", [0.8, 1.2])))}
 
 
 MUTATIONS = {"widen_mlp": widen_mlp, "prune_units": prune_units, "add_head": add_head,
              "prune_heads": prune_heads, "insert_block": insert_block,
-             "remove_block": remove_block, "lr": lr}
+             "remove_block": remove_block, "widen_embed": widen_embed, "lr": lr}
 STRUCTURAL = tuple(n for n in MUTATIONS if n != "lr")
 
 
@@ -128,3 +136,17 @@ def describe(m: dict | None) -> str:
         return f"lr x{m['lr_factor']:g}"
     args = ", ".join(f"{k}={v}" for k, v in m["args"].items())
     return f"{m['op']}({args})"
+
+
+def describe_arch(g) -> str:
+    """`d 32 | 3 blocks: h2 m64, h2 m96, h3 m64` (width, then heads and MLP hidden per block)."""
+    dims = [d.resolved["dim"] for _, d in g.nodes() if d.get("op") == "embed"]
+    per: dict = {}
+    for key, d in g.units():
+        if d.kind != "op" or d.op not in ("attention", "mlp"):
+            continue
+        blk = key.rsplit(".", 1)[0]
+        per.setdefault(blk, []).append(f"h{d.resolved['heads']}" if d.op == "attention"
+                                       else f"m{d.resolved['hidden']}")
+    head = f"d {dims[0]}" if dims else "model"
+    return f"{head} | {len(per)} blocks: " + ", ".join(" ".join(v) for v in per.values())

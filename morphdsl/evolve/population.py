@@ -57,7 +57,7 @@ def next_jobs(cfg: EvolveConfig, out: Path, records: list, gen: int, menu=None) 
     ranked = sorted(records, key=lambda m: (m["fitness"], m["slot"]))
     survivors = ranked[:cfg.population - cfg.replaced]
     stop = cfg.steps * (gen + 1)
-    jobs = []
+    jobs, used = [], set()  # (parent, mate or mutation): no two children of one generation alike
     for m in survivors:
         jobs.append({"slot": m["slot"], "parent": m["out"], "parent_id": m["id"], "mutation": None,
                      "overrides": {"stop_at": stop, "lr": m["lr"]}})
@@ -70,13 +70,21 @@ def next_jobs(cfg: EvolveConfig, out: Path, records: list, gen: int, menu=None) 
             from .crossover import aligned_positions
 
             b = _tournament(others, cfg.tournament, rng)
-            if aligned_positions(_graph(a["out"]), _graph(b["out"])):
+            if (a["id"], b["id"]) in used:
+                job["note"] = f"already bred with {b['id']}: mutated instead"
+            elif aligned_positions(_graph(a["out"]), _graph(b["out"])):
+                used.add((a["id"], b["id"]))
                 job.update(mate=b["out"], mate_id=b["id"],
                            crossover={"seed": rng.randrange(2**31), "p": 0.5})
             else:
                 job["note"] = f"no aligned blocks with {b['id']}: mutated instead"
         if "mate" not in job:
-            mut = choose(_graph(a["out"]), menu or cfg.menu, rng)
+            g = _graph(a["out"])
+            for _ in range(8):  # a different change than its siblings got, where one exists
+                mut = choose(g, menu or cfg.menu, rng)
+                if (a["id"], describe(mut)) not in used:
+                    break
+            used.add((a["id"], describe(mut)))
             job["mutation"] = mut
             if mut["op"] is None:
                 job["overrides"]["lr"] = a["lr"] * mut["lr_factor"]

@@ -1,0 +1,214 @@
+"""Does evolution pay? An evolved population against three baselines at equal total FLOPs.
+
+    python -m benchmarks.evolution [--quick] [--jobs 2] [--analyse]
+
+Per corpus (Shakespeare, stories) and seed, from specs/bench/evolution.morph (2 blocks, d 32):
+- **evolution**: `morphdsl.evolve` with the spec's menu (widen_mlp, add_head, insert_block,
+  widen_embed, prune_units, prune_heads, remove_block, lr) and crossover 0.25. Its whole
+  population's training FLOPs, E, is the budget every baseline gets.
+- **pbt**: the same loop with the lr mutation only and no crossover (hyperparameter-only PBT),
+  its steps per generation scaled so the population spends E.
+- **random**: random search over the same spec space (morphdsl.evolve.search): `population`
+  architectures, each the base after 0-3 random structural mutations, trained from scratch
+  for E / population FLOPs each.
+- **static**: the base spec and a target (4 blocks, d 64, 4 heads) trained from scratch for E
+  FLOPs, cosine fully decayed, each with its LR the better of two; the better size is the
+  static baseline.
+Each method picks its best model on the validation batches the runs evaluate on
+(`eval_batches`); that model is then scored on **held-out** validation windows no selection
+saw. Results: benchmarks/results/evolution/ (results.json, report.md, evolution.png, the
+evolved specs); runs are reused when the code (morphdsl, this file) and settings are unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "specs" / "bench" / "evolution.morph"
+OUT = ROOT / "benchmarks" / "results" / "evolution"
+RUNS = ROOT / "runs" / "bench-evolution"
+FULL = dict(seeds=3, corpora=("shakespeare", "stories"), population=4, generations=6, steps=100,
+            lrs=(3e-3, 6e-3), heldout_batches=32)
+QUICK = dict(seeds=1, corpora=("stories",), population=3, generations=3, steps=30, lrs=(3e-3,),
+             heldout_batches=8)
+TARGET = {"d      = 32": "d      = 64", "heads  = 2": "heads  = 4", "layers = 2": "layers = 4"}
+METHODS = ("evolution", "pbt", "random", "static")
+
+
+def code_sha() -> str:
+    from .growth import code_sha as morph_sha
+
+    h = hashlib.sha256(morph_sha().encode())
+    h.update(Path(__file__).read_bytes())
+    h.update(SPEC.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def spec_text(target: bool = False, pbt: bool = False) -> str:
+    text = SPEC.read_text()
+    if target:
+        for a, b in TARGET.items():
+            text = text.replace(a, b)
+    if pbt:  # the menu: lr only; no crossover
+        head, rest = text.split("evolve {", 1)
+        text = head + "evolve {\n  crossover = 0\n  mutate(lr, weight = 1)\n}\n"
+    return text
+
+
+def heldout(run_dir: str, batches: int) -> float:
+    """Loss on validation windows the selection never saw (those between the windows the
+    runs evaluate on), averaged over up to `batches` batches."""
+    import torch
+    import torch.nn.functional as F
+
+    from morphdsl.evolve.member import _data
+    from morphdsl.train import checkpoint as ckpt
+    from morphdsl.train.config import from_dict
+
+    r = ckpt.load_checkpoint(run_dir)
+    cfg = from_dict(r["state"]["config"])
+    _, stream = _data(cfg, r["module"].morph_graph, r["tokenizer"])
+    data = stream.split("val")
+    total = stream.n_eval_windows("val", cfg.ctx)
+    want = min(total, cfg.eval_batches * cfg.batch)
+    seen = set((torch.arange(want) * total // want).tolist())
+    free = [i for i in range(total) if i not in seen]
+    n = min(len(free), batches * cfg.batch)
+    rows = torch.tensor([free[i * len(free) // n] for i in range(n)])
+    xs, ys = data.unfold(0, cfg.ctx, cfg.ctx), data[1:].unfold(0, cfg.ctx, cfg.ctx)
+    model, tot, cnt = r["module"].eval(), 0.0, 0
+    with torch.no_grad():
+        for i in range(0, n, cfg.batch):
+            x, y = xs[rows[i:i + cfg.batch]], ys[rows[i:i + cfg.batch]]
+            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+            tot, cnt = tot + loss.item() * y.numel(), cnt + y.numel()
+    return tot / cnt
+
+
+def _static(text: str, out: Path, flops: float, lr: float, seed: int, train: dict) -> dict:
+    from morphdsl.evolve.member import run_generation
+
+    job = {"out": str(out), "spec": text, "seed": seed,
+           "overrides": {"flops": float(flops), "steps": 10**9, "lr": lr, "sample_tokens": 0,
+                         "eval_every": 10**9, "checkpoint_every": 10**9, **train}}
+    return run_generation(job)
+
+
+def run_combo(job: dict) -> dict:
+    """All four methods on one (corpus, seed): {method: {val, heldout, params, arch, ...}}."""
+    import torch
+
+    torch.set_num_threads(1)
+    import morphdsl
+    from morphdsl.evolve import evolve
+    from morphdsl.evolve.mutations import describe_arch
+    from morphdsl.evolve.search import random_search
+    from morphdsl.ir.cost import train_flops
+
+    c, seed, cfg = job["corpus"], job["seed"], job["cfg"]
+    base = RUNS / f"{c}-s{seed}"
+    train = {"source": c, "threads": 1}
+    over = {k: cfg[k] for k in ("population", "generations", "steps")} | {"seed": seed}
+    out: dict = {}
+
+    def arch(run_dir):
+        return describe_arch(morphdsl.build(str(Path(run_dir) / "checkpoints" / "latest" / "spec.morph")))
+
+    def entry(res, t0, **kw):
+        return {"val": res["val_loss"], "heldout": heldout(res["out"], cfg["heldout_batches"]),
+                "params": res["params"], "arch": arch(res["out"]), "out": res["out"],
+                "seconds": time.time() - t0, **kw}
+
+    t0 = time.time()
+    s = evolve(SPEC, base / "evolution", over, train=train, replace=True)
+    E = s["flops_total"]
+    out["evolution"] = entry(s["best"], t0, flops=E, spec=Path(s["best_spec"]).read_text(),
+                             lineage=str(base / "evolution" / "lineage.json"))
+    t0 = time.time()
+    f_base = train_flops(morphdsl.build(SPEC), 16, 64)
+    pbt_steps = max(1, round(E / (cfg["population"] * cfg["generations"] * f_base)))
+    p = evolve(spec_text(pbt=True), base / "pbt", over | {"steps": pbt_steps}, train=train, replace=True)
+    out["pbt"] = entry(p["best"], t0, flops=p["flops_total"], steps_per_generation=pbt_steps)
+    t0 = time.time()
+    best, _ = random_search(SPEC, base / "random", cfg["population"], E / cfg["population"],
+                            seed=seed, train=train)
+    out["random"] = entry(best, t0, flops=E)
+    for size, text in (("base", spec_text()), ("target", spec_text(target=True))):
+        t0 = time.time()
+        runs = [_static(text, base / f"static-{size}-lr{lr:g}", E, lr, seed, train) for lr in cfg["lrs"]]
+        r = min(runs, key=lambda r: r["val_loss"])
+        out[f"static_{size}"] = entry(r, t0, flops=r["flops"], lr=r["lr"])
+    out["static"] = min((out["static_base"], out["static_target"]), key=lambda e: e["val"])
+    return {"corpus": c, "seed": seed, "methods": out}
+
+
+def _ms(xs):
+    if len(xs) == 1:
+        return f"{xs[0]:.4f}"
+    return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}"
+
+
+def report(res: dict) -> str:
+    lines = [f"# Evolution benchmark ({res['date']}, `{res['command']}`, code {res['code_sha']})", ""]
+    for c in res["cfg"]["corpora"]:
+        combos = [r for r in res["runs"] if r["corpus"] == c]
+        lines += [f"## {c} ({len(combos)} seeds): held-out loss (selection on the eval batches)", "",
+                  "| method | held-out loss | val (selection) | params | FLOPs | s |", "|---|---|---|---|---|---|"]
+        for m in METHODS + ("static_base", "static_target"):
+            es = [r["methods"][m] for r in combos]
+            lines.append(f"| {m} | {_ms([e['heldout'] for e in es])} | {_ms([e['val'] for e in es])} | "
+                         f"{statistics.mean(e['params'] for e in es):,.0f} | "
+                         f"{statistics.mean(e['flops'] for e in es):.3g} | "
+                         f"{statistics.mean(e['seconds'] for e in es):.0f} |")
+        wins = {m: sum(r["methods"]["evolution"]["heldout"] < r["methods"][m]["heldout"] for r in combos)
+                for m in ("pbt", "random", "static")}
+        lines += ["", "evolution beats: " + ", ".join(f"{m} {w}/{len(combos)} seeds" for m, w in wins.items()),
+                  "", "evolved architectures: " + "; ".join(
+                      f"s{r['seed']}: {r['methods']['evolution']['arch']}" for r in combos), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--analyse", action="store_true", help="report the saved results again")
+    a = ap.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / ("results-quick.json" if a.quick else "results.json")
+    if a.analyse:
+        print(report(json.loads(path.read_text())))
+        return 0
+    cfg = dict(QUICK if a.quick else FULL)
+    sha = code_sha()
+    old = json.loads(path.read_text()) if path.exists() else {}
+    keep = {(r["corpus"], r["seed"]): r for r in old.get("runs", [])
+            if old.get("code_sha") == sha and old.get("cfg") == json.loads(json.dumps(cfg))}
+    jobs = [{"corpus": c, "seed": s, "cfg": cfg} for c in cfg["corpora"] for s in range(cfg["seeds"])
+            if (c, s) not in keep]
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=a.jobs, mp_context=mp.get_context("spawn")) as ex:
+        for r in ex.map(run_combo, jobs):
+            keep[(r["corpus"], r["seed"])] = r
+            print(f"{r['corpus']} s{r['seed']}: " + ", ".join(
+                f"{m} {e['heldout']:.4f}" for m, e in r["methods"].items()), flush=True)
+    res = {"date": time.strftime("%Y-%m-%d"), "command": "python -m benchmarks.evolution" +
+           (" --quick" if a.quick else ""), "code_sha": sha, "cfg": cfg,
+           "runs": sorted(keep.values(), key=lambda r: (r["corpus"], r["seed"]))}
+    path.write_text(json.dumps(res, indent=1))
+    text = report(res)
+    (OUT / ("report-quick.md" if a.quick else "report.md")).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
