@@ -17,7 +17,8 @@ A grown unit is appended at the end of its section (per lane when the op runs in
 every parameter has a leading lane dimension and `size` counts units over all lanes). The
 generic rewrites (`morphdsl/rewrites/axes.py`) turn these declarations into transfer plans;
 `Op.resize(axis, args, r, n)` writes the new size back into the op's arguments. A new op that
-declares its axes gets widen_mlp / add_head / prune_units without touching any rewrite.
+declares its axes gets widen_mlp / add_head / prune_units / prune_heads without touching any
+rewrite.
 """
 from __future__ import annotations
 

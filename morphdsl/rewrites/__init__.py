@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ..errors import GrowthError, VerifyError
 from ..verify import static_checks
 from . import (add_head, add_lane, add_petals, fossilize, germinate, grow_pyramid, insert_block, prune,
-               prune_units, seed_stage, widen_embed, widen_mlp)
+               prune_heads, prune_units, remove_block, seed_stage, widen_embed, widen_mlp)
 from .add_petals import blend
 from .registry import REWRITES, RewriteResult, get_rewrite
 from .transfer import TransferPlan, apply_plan, transfer_optimizer
@@ -27,7 +27,8 @@ from .transfer import TransferPlan, apply_plan, transfer_optimizer
 # its @rewrite decorator; a new rewrite is a module and a line here.
 RULES = (add_head.add_head, widen_mlp.widen_mlp, prune_units.prune_units, insert_block.insert_block,
          widen_embed.widen_embed, add_lane.add_lane, add_petals.add_petals, grow_pyramid.grow_pyramid,
-         germinate.germinate, seed_stage.seed_stage, fossilize.fossilize, prune.prune)
+         germinate.germinate, seed_stage.seed_stage, fossilize.fossilize, prune.prune,
+         remove_block.remove_block, prune_heads.prune_heads)
 assert {f.__name__ for f in RULES} <= set(REWRITES)
 
 __all__ = ["grow", "grow_model", "rewrite_only", "Grown", "RewriteResult", "TransferPlan", "apply_plan",
@@ -44,7 +45,7 @@ def _steps(op, args):
 
 def rewrite_only(graph, op, args, module=None) -> RewriteResult:
     """Run rewrite `op(**args)` on a copy of `graph` (no static checks); `module`'s weights are
-    read only by rewrites that need them (prune_units)."""
+    read only by rewrites that need them (prune_units, prune_heads)."""
     rd = get_rewrite(op)
     if rd.needs_weights:
         args = {**args, "state": module.state_dict() if module is not None else None}
