@@ -62,9 +62,24 @@ def spec_text(target: bool = False, pbt: bool = False) -> str:
     return text
 
 
+def heldout_windows(stream, ctx: int, batch: int, eval_batches: int, batches: int):
+    """(x, y) of up to `batches` batches of validation windows that the runs' evaluation
+    (`iter_eval_batches(..., max_batches=eval_batches)`, windows spread over the split) skips."""
+    import torch
+
+    data = stream.split("val")
+    total = stream.n_eval_windows("val", ctx)
+    want = min(total, eval_batches * batch)
+    seen = set((torch.arange(want) * total // want).tolist())
+    free = [i for i in range(total) if i not in seen]
+    n = min(len(free), batches * batch)
+    rows = torch.tensor([free[i * len(free) // n] for i in range(n)])
+    xs, ys = data.unfold(0, ctx, ctx), data[1:].unfold(0, ctx, ctx)
+    return xs[rows], ys[rows]
+
+
 def heldout(run_dir: str, batches: int) -> float:
-    """Loss on validation windows the selection never saw (those between the windows the
-    runs evaluate on), averaged over up to `batches` batches."""
+    """A run's loss on the held-out validation windows (heldout_windows)."""
     import torch
     import torch.nn.functional as F
 
@@ -75,18 +90,11 @@ def heldout(run_dir: str, batches: int) -> float:
     r = ckpt.load_checkpoint(run_dir)
     cfg = from_dict(r["state"]["config"])
     _, stream = _data(cfg, r["module"].morph_graph, r["tokenizer"])
-    data = stream.split("val")
-    total = stream.n_eval_windows("val", cfg.ctx)
-    want = min(total, cfg.eval_batches * cfg.batch)
-    seen = set((torch.arange(want) * total // want).tolist())
-    free = [i for i in range(total) if i not in seen]
-    n = min(len(free), batches * cfg.batch)
-    rows = torch.tensor([free[i * len(free) // n] for i in range(n)])
-    xs, ys = data.unfold(0, cfg.ctx, cfg.ctx), data[1:].unfold(0, cfg.ctx, cfg.ctx)
+    X, Y = heldout_windows(stream, cfg.ctx, cfg.batch, cfg.eval_batches, batches)
     model, tot, cnt = r["module"].eval(), 0.0, 0
     with torch.no_grad():
-        for i in range(0, n, cfg.batch):
-            x, y = xs[rows[i:i + cfg.batch]], ys[rows[i:i + cfg.batch]]
+        for i in range(0, len(X), cfg.batch):
+            x, y = X[i:i + cfg.batch], Y[i:i + cfg.batch]
             loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
             tot, cnt = tot + loss.item() * y.numel(), cnt + y.numel()
     return tot / cnt
@@ -114,6 +122,10 @@ def run_combo(job: dict) -> dict:
 
     c, seed, cfg = job["corpus"], job["seed"], job["cfg"]
     base = RUNS / f"{c}-s{seed}"
+    if base.exists():  # members' result.json would be reused: a new run starts clean
+        import shutil
+
+        shutil.rmtree(base)
     train = {"source": c, "threads": 1}
     over = {k: cfg[k] for k in ("population", "generations", "steps")} | {"seed": seed}
     out: dict = {}

@@ -203,3 +203,19 @@ def test_resume_after_kill_9_of_the_driver_makes_the_same_population(tmp_path):
     assert evolve_resume(tmp_path / "cut")["best"] == s["best"]  # a finished one is reported
     with pytest.raises(MorphError, match="holds no population"):
         evolve_resume(tmp_path / "nothing")
+
+
+def test_random_search_draws_from_the_menu_reproducibly_within_its_budget(tmp_path):
+    from morphdsl.evolve.search import random_search
+    from morphdsl.ir.cost import train_flops
+
+    f = train_flops(morphdsl.build(SPEC), 4, 16)
+    best, rs = random_search(SPEC, tmp_path / "a", n=3, flops_each=6 * f, seed=3)
+    assert best["val_loss"] == min(r["val_loss"] for r in rs)
+    for r in rs:  # each trained from scratch until its FLOPs share was spent, no further
+        assert 6 * f <= r["flops"] < 6 * f + 2 * train_flops(morphdsl.build(
+            Path(r["out"], "checkpoints", "latest", "spec.morph").read_text()), 4, 16)
+    assert len({r["arch"] for r in rs}) > 1 and any(r["applied"] for r in rs)
+    _, again = random_search(SPEC, tmp_path / "b", n=3, flops_each=6 * f, seed=3)
+    assert [r["arch"] for r in again] == [r["arch"] for r in rs]
+    assert [r["val_loss"] for r in again] == [r["val_loss"] for r in rs]

@@ -34,9 +34,12 @@ def random_architecture(graph, menu, rng: random.Random, k: int):
 
 def random_search(spec, out, n: int, flops_each: float, *, seed: int = 0, max_mutations: int = 3,
                   executor: str = "local", workers: int = 2, train: dict | None = None,
-                  menu=None) -> tuple[dict, list]:
+                  menu=None, replace: bool = True) -> tuple[dict, list]:
     """Train `n` random architectures (0..max_mutations mutations of `spec`) for `flops_each`
-    FLOPs each into `out/c00`, ...; (best result, all results), best = lowest val loss."""
+    FLOPs each into `out/c00`, ...; (best result, all results), best = lowest val loss.
+    `replace=False` keeps candidates already trained in `out` (their result.json)."""
+    import shutil
+
     import morphdsl
     from ..ir.emit import emit
     from .executors import make_executor
@@ -44,6 +47,8 @@ def random_search(spec, out, n: int, flops_each: float, *, seed: int = 0, max_mu
     base = morphdsl.build(spec)
     cfg = EvolveConfig.from_section(base.sections.get("evolve"))
     menu = menu or cfg.menu
+    if replace and Path(out).exists():
+        shutil.rmtree(out)
     rng = random.Random(f"random-search:{seed}")
     jobs = []
     for i in range(n):
