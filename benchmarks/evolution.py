@@ -139,19 +139,29 @@ def run_combo(job: dict) -> dict:
                 "seconds": time.time() - t0, **kw}
 
     t0 = time.time()
-    s = evolve(SPEC, base / "evolution", over, train=train, replace=True)
+    fin = cfg.get("finish", 0)
+    s = evolve(SPEC, base / "evolution", over | {"finish": fin}, train=train, replace=True)
     E = s["flops_total"]
     out["evolution"] = entry(s["best"], t0, flops=E, spec=Path(s["best_spec"]).read_text(),
                              lineage=str(base / "evolution" / "lineage.json"))
     t0 = time.time()
+    P, G, K = cfg["population"], cfg["generations"], cfg["steps"]
     f_base = train_flops(morphdsl.build(SPEC), 16, 64)
-    pbt_steps = max(1, round(E / (cfg["population"] * cfg["generations"] * f_base)))
-    p = evolve(spec_text(pbt=True), base / "pbt", over | {"steps": pbt_steps}, train=train, replace=True)
-    out["pbt"] = entry(p["best"], t0, flops=p["flops_total"], steps_per_generation=pbt_steps)
+    if fin:  # the same screening steps, then the best on alone until E is spent
+        pbt_over = over | {"finish": max(0, round(E / f_base - P * G * K))}
+    else:  # steps per generation scaled so the population spends E
+        pbt_over = over | {"steps": max(1, round(E / (P * G * f_base)))}
+    p = evolve(spec_text(pbt=True), base / "pbt", pbt_over, train=train, replace=True)
+    out["pbt"] = entry(p["best"], t0, flops=p["flops_total"], steps=pbt_over["steps"],
+                       finish=pbt_over.get("finish", 0))
     t0 = time.time()
-    best, _ = random_search(SPEC, base / "random", cfg["population"], E / cfg["population"],
-                            seed=seed, train=train)
-    out["random"] = entry(best, t0, flops=E)
+    if fin:
+        best, _ = random_search(SPEC, base / "random", P, seed=seed, train=train,
+                                screen_steps=G * K, budget=E)
+        out["random"] = entry(best, t0, flops=best["search_flops"])
+    else:
+        best, _ = random_search(SPEC, base / "random", P, E / P, seed=seed, train=train)
+        out["random"] = entry(best, t0, flops=E)
     for size, text in (("base", spec_text()), ("target", spec_text(target=True))):
         t0 = time.time()
         runs = [_static(text, base / f"static-{size}-lr{lr:g}", E, lr, seed, train) for lr in cfg["lrs"]]
@@ -192,13 +202,18 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--analyse", action="store_true", help="report the saved results again")
+    ap.add_argument("--finish", type=int, default=0, metavar="STEPS",
+                    help="evolution's best member then trains alone for STEPS steps; PBT and "
+                         "random search screen the same way and finish with the rest of the "
+                         "budget (results-finish.json)")
     a = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / ("results-quick.json" if a.quick else "results.json")
+    tag = ("-quick" if a.quick else "") + ("-finish" if a.finish else "")
+    path = OUT / f"results{tag}.json"
     if a.analyse:
         print(report(json.loads(path.read_text())))
         return 0
-    cfg = dict(QUICK if a.quick else FULL)
+    cfg = dict(QUICK if a.quick else FULL, finish=a.finish)
     sha = code_sha()
     old = json.loads(path.read_text()) if path.exists() else {}
     keep = {(r["corpus"], r["seed"]): r for r in old.get("runs", [])
@@ -213,11 +228,12 @@ def main(argv=None) -> int:
             print(f"{r['corpus']} s{r['seed']}: " + ", ".join(
                 f"{m} {e['heldout']:.4f}" for m, e in r["methods"].items()), flush=True)
     res = {"date": time.strftime("%Y-%m-%d"), "command": "python -m benchmarks.evolution" +
-           (" --quick" if a.quick else ""), "code_sha": sha, "cfg": cfg,
+           (" --quick" if a.quick else "") + (f" --finish {a.finish}" if a.finish else ""),
+           "code_sha": sha, "cfg": cfg,
            "runs": sorted(keep.values(), key=lambda r: (r["corpus"], r["seed"]))}
     path.write_text(json.dumps(res, indent=1))
     text = report(res)
-    (OUT / ("report-quick.md" if a.quick else "report.md")).write_text(text + "\n")
+    (OUT / f"report{tag}.md").write_text(text + "\n")
     print(text)
     return 0
 

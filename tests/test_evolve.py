@@ -219,3 +219,15 @@ def test_random_search_draws_from_the_menu_reproducibly_within_its_budget(tmp_pa
     _, again = random_search(SPEC, tmp_path / "b", n=3, flops_each=6 * f, seed=3)
     assert [r["arch"] for r in again] == [r["arch"] for r in rs]
     assert [r["val_loss"] for r in again] == [r["val_loss"] for r in rs]
+
+
+def test_finish_trains_the_fittest_member_on_alone(tmp_path):
+    p = _write(tmp_path, SPEC.replace("generations = 3", "generations = 2\n  finish = 6"))
+    s = evolve(str(p), tmp_path / "f")
+    rows = json.loads((tmp_path / "f" / "lineage.json").read_text())
+    last_gen = [r for r in rows if r["gen"] == 1]
+    fin = rows[-1]
+    assert fin["id"] == "finish" and fin["gen"] == 2 and len(rows) == 7
+    assert fin["parent"] == min(last_gen, key=lambda r: (r["fitness"], r["slot"]))["id"]
+    assert fin["step"] == 2 * 4 + 6 and s["best"]["id"] == "finish"
+    assert fin["flops_spent"] > 0 and s["flops_total"] == sum(r["flops_spent"] for r in rows)

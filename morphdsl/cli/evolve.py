@@ -30,6 +30,7 @@ def register(sub):
     for name, typ, what in (("population", int, "members"), ("generations", int, "generations"),
                             ("steps", int, "training steps per member per generation"),
                             ("seed", int, "the selection seed"),
+                            ("finish", int, "steps the best member then trains on alone"),
                             ("crossover", float, "share of children bred by crossover")):
         p.add_argument(f"--{name}", type=typ, help=f"{what} (overrides evolve.{name})")
     p.add_argument("--data", metavar="SOURCE", help="data source (overrides data.source)")
@@ -53,7 +54,7 @@ def run(args) -> int:
             raise UsageError(f"no such spec: {args.file}")
         out = args.out or f"runs/evolve-{Path(args.file).stem}"
         over = {k: getattr(args, k) for k in ("population", "generations", "steps", "seed",
-                                              "crossover")}
+                                              "crossover", "finish")}
         train = {"source": args.data} if args.data else None
         s = evolve(args.file, out, over, train=train, replace=args.force, **kw)
     b = s["best"]

@@ -9,6 +9,7 @@
       truncation  = 0.5      # the worst share of the population is replaced each generation
       param_penalty = 0.0    # fitness = val_loss + param_penalty * params / 1e6
       flops_penalty = 0.0    #         + flops_penalty * (member's FLOPs so far) / 1e12
+      finish      = 0        # then the best member trains on alone for this many steps
       seed        = 0
       mutate(widen_mlp, weight = 2, by = 32)   # the menu: a mutation, its weight, its args
       mutate(lr, weight = 1)
@@ -28,7 +29,8 @@ DEFAULT_MENU = (("widen_mlp", 2.0, {}), ("add_head", 1.0, {}), ("insert_block", 
                 ("prune_units", 1.0, {}), ("prune_heads", 0.5, {}), ("remove_block", 0.5, {}),
                 ("widen_embed", 0.5, {}), ("lr", 2.0, {}))
 _INTS = {"population": (2, 256), "generations": (1, 10_000), "steps": (1, 10**9),
-         "tournament": (1, 256), "seed": (0, 2**31 - 1), "workers": (1, 1024)}
+         "tournament": (1, 256), "seed": (0, 2**31 - 1), "workers": (1, 1024),
+         "finish": (0, 10**9)}
 _FLOATS = {"crossover": (0.0, 1.0), "truncation": (0.0, 0.9), "param_penalty": (0.0, 1e9),
            "flops_penalty": (0.0, 1e9), "flops": (1.0, 1e30)}
 
@@ -53,6 +55,7 @@ class EvolveConfig:
     flops: float | None = None  # a whole-population budget: sets `generations` (an estimate)
     seed: int = 0
     workers: int = 2
+    finish: int = 0  # steps the best member then trains on alone (its LR schedule ends there)
     menu: list = field(default_factory=lambda: [Mutation(n, w, dict(k)) for n, w, k in DEFAULT_MENU])
 
     def to_dict(self) -> dict:

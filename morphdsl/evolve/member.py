@@ -132,7 +132,10 @@ def _engine(job: dict):
         probe = next(stream.iter_eval_batches("val", cfg.batch, cfg.ctx, max_batches=1))
         report["mutation"] = _mutate(r, cfg, opt, mut, probe, cfg.seed)
     r["state"]["config"] = cfg.to_dict()
-    return Engine(r["module"], cfg, out, tokenizer=tok, stream=stream, resume=r), report
+    engine = Engine(r["module"], cfg, out, tokenizer=tok, stream=stream, resume=r)
+    if job.get("data_seed") is not None:  # a child draws its own batches: siblings diverge
+        engine.gen.manual_seed(job["data_seed"])
+    return engine, report
 
 
 def run_generation(job: dict) -> dict:

@@ -64,7 +64,8 @@ def next_jobs(cfg: EvolveConfig, out: Path, records: list, gen: int, menu=None) 
     for m in ranked[len(survivors):]:
         a = _tournament(survivors, cfg.tournament, rng)
         job = {"slot": m["slot"], "parent": a["out"], "parent_id": a["id"], "replaces": m["id"],
-               "mutation": None, "overrides": {"stop_at": stop, "lr": a["lr"]}}
+               "mutation": None, "overrides": {"stop_at": stop, "lr": a["lr"]},
+               "data_seed": rng.randrange(2**31)}  # not its parent's batches: the two diverge
         others = [s for s in survivors if s is not a]
         if others and rng.random() < cfg.crossover:
             from .crossover import aligned_positions
@@ -96,6 +97,14 @@ def next_jobs(cfg: EvolveConfig, out: Path, records: list, gen: int, menu=None) 
     return jobs
 
 
+def finish_job(cfg: EvolveConfig, out: Path, records: list) -> dict:
+    """The last job: the fittest member trains on alone for `cfg.finish` steps."""
+    best = min(records, key=lambda m: (m["fitness"], m["slot"]))
+    return {"slot": best["slot"], "id": "finish", "out": str(out / "finish"), "parent": best["out"],
+            "parent_id": best["id"], "mutation": None, "note": "finish",
+            "overrides": {"stop_at": cfg.steps * cfg.generations + cfg.finish, "lr": best["lr"]}}
+
+
 def first_jobs(cfg: EvolveConfig, out: Path, spec_text: str, train: dict) -> list:
     return [{"slot": i, "id": f"g000.m{i:02d}", "out": str(out / "g000" / f"m{i:02d}"),
              "spec": spec_text, "seed": cfg.seed * 1000 + i, "mutation": None,
@@ -114,7 +123,7 @@ def _record(cfg, job: dict, res: dict, gen: int) -> dict:
 
 
 def _train_overrides(cfg: EvolveConfig, graph, executor: str, train: dict | None) -> dict:
-    over = {"steps": cfg.steps * cfg.generations, "eval_every": cfg.steps,
+    over = {"steps": cfg.steps * cfg.generations + cfg.finish, "eval_every": cfg.steps,
             "checkpoint_every": cfg.steps, "sample_tokens": 0, **(train or {})}
     if executor != "local":
         over.setdefault("threads", 1)  # one core per member: workers run side by side
@@ -190,10 +199,13 @@ def _loop(out: Path, state: dict, executor: str, workers: int, address, log) -> 
             results = ex.map(run_generation, state["jobs"])
             records = [_record(cfg, j, r, gen) for j, r in zip(state["jobs"], results)]
             state["history"].append(records)
-            if gen + 1 >= cfg.generations:
-                state["done"], state["jobs"] = True, []
-            else:
+            if gen + 1 < cfg.generations:
                 state["jobs"], state["generation"] = next_jobs(cfg, out, records, gen + 1), gen + 1
+            elif cfg.finish and not state.get("finishing"):
+                state["jobs"], state["generation"] = [finish_job(cfg, out, records)], gen + 1
+                state["finishing"] = True
+            else:
+                state["done"], state["jobs"] = True, []
             _save(out, state)
             write_lineage(out, state["history"])
             if log is not None:
