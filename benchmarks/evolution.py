@@ -1,23 +1,26 @@
 """Does evolution pay? An evolved population against three baselines at equal total FLOPs.
 
-    python -m benchmarks.evolution [--quick] [--jobs 2] [--analyse]
+    python -m benchmarks.evolution [--quick] [--jobs 2] [--finish STEPS] [--analyse]
 
-Per corpus (Shakespeare, stories) and seed, from specs/bench/evolution.morph (2 blocks, d 32):
+Per corpus (Shakespeare, stories) and seed, from specs/bench/evolution.morph (2 blocks, d 32).
+Every member of a generation spends the FLOPs of `steps` steps at the starting size
+(`per_generation = "flops"`: a member that grew takes fewer steps), so the population's budget
+is known in advance: E = (population x generations x steps + finish) x (FLOPs of a base step).
 - **evolution**: `morphdsl.evolve` with the spec's menu (widen_mlp, add_head, insert_block,
-  widen_embed, prune_units, prune_heads, remove_block, lr) and crossover 0.25. Its whole
-  population's training FLOPs, E, is the budget every baseline gets.
-- **pbt**: the same loop with the lr mutation only and no crossover (hyperparameter-only PBT),
-  its steps per generation scaled so the population spends E.
+  widen_embed, prune_units, prune_heads, remove_block, lr) and crossover 0.25; with `--finish`
+  its fittest member then trains on alone for that many base steps' FLOPs.
+- **pbt**: the same loop with the lr mutation only and no crossover (hyperparameter-only PBT).
 - **random**: random search over the same spec space (morphdsl.evolve.search): `population`
   architectures, each the base after 0-3 random structural mutations, trained from scratch
-  for E / population FLOPs each.
+  for a member's share (generations x steps base steps' FLOPs); the best then finishes like
+  evolution's.
 - **static**: the base spec and a target (4 blocks, d 64, 4 heads) trained from scratch for E
   FLOPs, cosine fully decayed, each with its LR the better of two; the better size is the
   static baseline.
 Each method picks its best model on the validation batches the runs evaluate on
 (`eval_batches`); that model is then scored on **held-out** validation windows no selection
-saw. Results: benchmarks/results/evolution/ (results.json, report.md, evolution.png, the
-evolved specs); runs are reused when the code (morphdsl, this file) and settings are unchanged.
+saw. Results: benchmarks/results/evolution/ (results*.json, report*.md); runs are reused when
+the code (morphdsl, this file, the spec) and settings are unchanged.
 """
 from __future__ import annotations
 
@@ -56,9 +59,11 @@ def spec_text(target: bool = False, pbt: bool = False) -> str:
     if target:
         for a, b in TARGET.items():
             text = text.replace(a, b)
-    if pbt:  # the menu: lr only; no crossover
-        head, rest = text.split("evolve {", 1)
-        text = head + "evolve {\n  crossover = 0\n  mutate(lr, weight = 1)\n}\n"
+    if pbt:  # the same settings, the menu lr only, no crossover
+        lines = [ln for ln in text.splitlines() if not ln.strip().startswith("mutate(")
+                 or ln.strip().startswith("mutate(lr")]
+        text = "\n".join(ln if not ln.strip().startswith("crossover") else "  crossover   = 0"
+                         for ln in lines) + "\n"
     return text
 
 
@@ -117,8 +122,8 @@ def run_combo(job: dict) -> dict:
     import morphdsl
     from morphdsl.evolve import evolve
     from morphdsl.evolve.mutations import describe_arch
+    from morphdsl.evolve.population import unit_flops
     from morphdsl.evolve.search import random_search
-    from morphdsl.ir.cost import train_flops
 
     c, seed, cfg = job["corpus"], job["seed"], job["cfg"]
     base = RUNS / f"{c}-s{seed}"
@@ -140,28 +145,20 @@ def run_combo(job: dict) -> dict:
 
     t0 = time.time()
     fin = cfg.get("finish", 0)
-    s = evolve(SPEC, base / "evolution", over | {"finish": fin}, train=train, replace=True)
+    P, G, K = cfg["population"], cfg["generations"], cfg["steps"]
+    over |= {"finish": fin}
+    s = evolve(SPEC, base / "evolution", over, train=train, replace=True)
     E = s["flops_total"]
     out["evolution"] = entry(s["best"], t0, flops=E, spec=Path(s["best_spec"]).read_text(),
                              lineage=str(base / "evolution" / "lineage.json"))
     t0 = time.time()
-    P, G, K = cfg["population"], cfg["generations"], cfg["steps"]
-    f_base = train_flops(morphdsl.build(SPEC), 16, 64)
-    if fin:  # the same screening steps, then the best on alone until E is spent
-        pbt_over = over | {"finish": max(0, round(E / f_base - P * G * K))}
-    else:  # steps per generation scaled so the population spends E
-        pbt_over = over | {"steps": max(1, round(E / (P * G * f_base)))}
-    p = evolve(spec_text(pbt=True), base / "pbt", pbt_over, train=train, replace=True)
-    out["pbt"] = entry(p["best"], t0, flops=p["flops_total"], steps=pbt_over["steps"],
-                       finish=pbt_over.get("finish", 0))
+    p = evolve(spec_text(pbt=True), base / "pbt", over, train=train, replace=True)
+    out["pbt"] = entry(p["best"], t0, flops=p["flops_total"])
     t0 = time.time()
-    if fin:
-        best, _ = random_search(SPEC, base / "random", P, seed=seed, train=train,
-                                screen_steps=G * K, budget=E)
-        out["random"] = entry(best, t0, flops=best["search_flops"])
-    else:
-        best, _ = random_search(SPEC, base / "random", P, E / P, seed=seed, train=train)
-        out["random"] = entry(best, t0, flops=E)
+    f0 = unit_flops(morphdsl.build(SPEC), None)
+    best, _ = random_search(SPEC, base / "random", P, G * K * f0, finish_flops=fin * f0,
+                            seed=seed, train=train)
+    out["random"] = entry(best, t0, flops=best["search_flops"])
     for size, text in (("base", spec_text()), ("target", spec_text(target=True))):
         t0 = time.time()
         runs = [_static(text, base / f"static-{size}-lr{lr:g}", E, lr, seed, train) for lr in cfg["lrs"]]

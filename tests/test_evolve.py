@@ -222,7 +222,8 @@ def test_random_search_draws_from_the_menu_reproducibly_within_its_budget(tmp_pa
 
 
 def test_finish_trains_the_fittest_member_on_alone(tmp_path):
-    p = _write(tmp_path, SPEC.replace("generations = 3", "generations = 2\n  finish = 6"))
+    p = _write(tmp_path, SPEC.replace("generations = 3", "generations = 2\n  finish = 6\n"
+                                      "  per_generation = \"steps\""))
     s = evolve(str(p), tmp_path / "f")
     rows = json.loads((tmp_path / "f" / "lineage.json").read_text())
     last_gen = [r for r in rows if r["gen"] == 1]
@@ -231,3 +232,36 @@ def test_finish_trains_the_fittest_member_on_alone(tmp_path):
     assert fin["parent"] == min(last_gen, key=lambda r: (r["fitness"], r["slot"]))["id"]
     assert fin["step"] == 2 * 4 + 6 and s["best"]["id"] == "finish"
     assert fin["flops_spent"] > 0 and s["flops_total"] == sum(r["flops_spent"] for r in rows)
+
+
+def test_per_generation_flops_gives_every_member_the_same_compute(tmp_path):
+    from morphdsl.evolve.population import unit_flops
+
+    text = SPEC.replace("generations = 3", "generations = 3\n  finish = 4").replace(
+        "mutate(widen_mlp, weight = 1, by = 8)", "mutate(widen_mlp, weight = 1, by = 128)")
+    s = evolve(str(_write(tmp_path, text)), tmp_path / "f")
+    f0 = unit_flops(morphdsl.build(text), None)
+    rows = json.loads((tmp_path / "f" / "lineage.json").read_text())
+    grown = [r for r in rows if r["params"] > rows[0]["params"]]
+    assert grown, "no member grew: the test shows nothing"
+    for r in rows:  # each generation's (and the finish's) share: 4 steps at the starting size
+        assert 4 * f0 <= r["flops_spent"] < 4 * f0 + 3 * f0, r  # overshoot: under one step
+    for r in grown:  # a grown member spends its share in as many steps or fewer
+        assert r["step"] <= 4 * (r["gen"] + 1) + (4 if r["id"] == "finish" else 0)
+    assert any(r["step"] < 4 * (r["gen"] + 1) for r in grown if r["id"] != "finish")
+    assert s["flops_total"] >= f0 * 4 * (3 * 3 + 1)
+    assert s["flops_total"] < f0 * 4 * (3 * 3 + 1) + 10 * 3 * f0
+
+
+def test_lr_spread_draws_generation_zeros_lrs_log_evenly(tmp_path):
+    from morphdsl.evolve.population import first_jobs
+
+    g = morphdsl.build(SPEC.replace("  seed = 1", "  seed = 1\n  population = 5\n  lr_spread = 4")
+                       .replace("  population = 3\n", ""))
+    cfg = EvolveConfig.from_section(g.sections["evolve"])
+    cfg.unit_flops = one_step = 1.0  # FLOPs of a step (evolve() measures it)
+    lrs = [j["overrides"]["lr"] for j in first_jobs(cfg, tmp_path, "spec", {}, lr=1e-3)]
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3])
+    one = EvolveConfig.from_section(morphdsl.build(SPEC).sections["evolve"])
+    one.unit_flops = one_step
+    assert all("lr" not in j["overrides"] for j in first_jobs(one, tmp_path, "spec", {}, lr=1e-3))

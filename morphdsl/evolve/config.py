@@ -10,6 +10,9 @@
       param_penalty = 0.0    # fitness = val_loss + param_penalty * params / 1e6
       flops_penalty = 0.0    #         + flops_penalty * (member's FLOPs so far) / 1e12
       finish      = 0        # then the best member trains on alone for this many steps
+      per_generation = "flops"  # each member spends `steps` steps' FLOPs (at the starting
+                                # size) per generation: one that grew takes fewer; or "steps"
+      lr_spread   = 1        # s > 1: generation 0's LRs spread over [lr / s, lr * s]
       seed        = 0
       mutate(widen_mlp, weight = 2, by = 32)   # the menu: a mutation, its weight, its args
       mutate(lr, weight = 1)
@@ -32,7 +35,7 @@ _INTS = {"population": (2, 256), "generations": (1, 10_000), "steps": (1, 10**9)
          "tournament": (1, 256), "seed": (0, 2**31 - 1), "workers": (1, 1024),
          "finish": (0, 10**9)}
 _FLOATS = {"crossover": (0.0, 1.0), "truncation": (0.0, 0.9), "param_penalty": (0.0, 1e9),
-           "flops_penalty": (0.0, 1e9), "flops": (1.0, 1e30)}
+           "flops_penalty": (0.0, 1e9), "flops": (1.0, 1e30), "lr_spread": (1.0, 100.0)}
 
 
 @dataclass
@@ -56,6 +59,9 @@ class EvolveConfig:
     seed: int = 0
     workers: int = 2
     finish: int = 0  # steps the best member then trains on alone (its LR schedule ends there)
+    lr_spread: float = 1.0  # generation 0's LRs spread log-evenly over [lr / s, lr * s]
+    per_generation: str = "flops"  # a generation: `steps` steps' FLOPs at the start size, or "steps"
+    unit_flops: float | None = None  # FLOPs of one step at the starting size (set by evolve)
     menu: list = field(default_factory=lambda: [Mutation(n, w, dict(k)) for n, w, k in DEFAULT_MENU])
 
     def to_dict(self) -> dict:
@@ -77,9 +83,16 @@ class EvolveConfig:
         spans = section.get("spans", {})
         vals = {**section["settings"], **{k: v for k, v in (overrides or {}).items() if v is not None}}
         cfg = cls()
-        known = set(_INTS) | set(_FLOATS)
+        known = set(_INTS) | set(_FLOATS) | {"per_generation"}
         for k, v in vals.items():
             span = spans.get(k)
+            if k == "per_generation":
+                if v not in ("flops", "steps"):
+                    raise SpecError(f"evolve setting 'per_generation' is \"flops\" or \"steps\", "
+                                    f"got {v!r}", span, hint="\"flops\": members that grew take "
+                                    "fewer steps, so every member of a generation spends the same")
+                cfg.per_generation = v
+                continue
             if k not in known:
                 raise SpecError(f"unknown evolve setting '{k}'", span,
                                 hint=did_you_mean(k, known) or "settings: " + ", ".join(sorted(known)))

@@ -60,7 +60,7 @@ def _load(run_dir, cfg_over: dict):
     from ..train.optim import load_state_by_name, make_optimizer
 
     r = ckpt.load_checkpoint(run_dir, training=True)
-    cfg = from_dict({**r["state"]["config"], "stop_at": None}, cfg_over)
+    cfg = from_dict({**r["state"]["config"], "stop_at": None, "stop_at_flops": None}, cfg_over)
     opt = make_optimizer(r["module"], cfg)
     load_state_by_name(r["module"], opt, r["optimizer"]["state"])
     return r, cfg, opt

@@ -56,15 +56,15 @@ def next_jobs(cfg: EvolveConfig, out: Path, records: list, gen: int, menu=None) 
     rng = random.Random(f"{cfg.seed}:{gen}")
     ranked = sorted(records, key=lambda m: (m["fitness"], m["slot"]))
     survivors = ranked[:cfg.population - cfg.replaced]
-    stop = cfg.steps * (gen + 1)
+    stop = _stop(cfg, gen)
     jobs, used = [], set()  # (parent, mate or mutation): no two children of one generation alike
     for m in survivors:
         jobs.append({"slot": m["slot"], "parent": m["out"], "parent_id": m["id"], "mutation": None,
-                     "overrides": {"stop_at": stop, "lr": m["lr"]}})
+                     "overrides": {**stop, "lr": m["lr"]}})
     for m in ranked[len(survivors):]:
         a = _tournament(survivors, cfg.tournament, rng)
         job = {"slot": m["slot"], "parent": a["out"], "parent_id": a["id"], "replaces": m["id"],
-               "mutation": None, "overrides": {"stop_at": stop, "lr": a["lr"]},
+               "mutation": None, "overrides": {**stop, "lr": a["lr"]},
                "data_seed": rng.randrange(2**31)}  # not its parent's batches: the two diverge
         others = [s for s in survivors if s is not a]
         if others and rng.random() < cfg.crossover:
@@ -102,13 +102,31 @@ def finish_job(cfg: EvolveConfig, out: Path, records: list) -> dict:
     best = min(records, key=lambda m: (m["fitness"], m["slot"]))
     return {"slot": best["slot"], "id": "finish", "out": str(out / "finish"), "parent": best["out"],
             "parent_id": best["id"], "mutation": None, "note": "finish",
-            "overrides": {"stop_at": cfg.steps * cfg.generations + cfg.finish, "lr": best["lr"]}}
+            "overrides": {**_stop(cfg, None), "lr": best["lr"]}}
 
 
-def first_jobs(cfg: EvolveConfig, out: Path, spec_text: str, train: dict) -> list:
+def first_jobs(cfg: EvolveConfig, out: Path, spec_text: str, train: dict,
+               lr: float | None = None) -> list:
+    """Generation 0: the spec, one seed per member; with `lr_spread` s > 1 the members' LRs
+    are spread log-evenly over [lr / s, lr * s] (population-based training's initial draw)."""
+    P, s = cfg.population, cfg.lr_spread
+    lrs = [None] * P if lr is None or s == 1 else [lr * s ** (2 * i / (P - 1) - 1) for i in range(P)]
     return [{"slot": i, "id": f"g000.m{i:02d}", "out": str(out / "g000" / f"m{i:02d}"),
              "spec": spec_text, "seed": cfg.seed * 1000 + i, "mutation": None,
-             "overrides": {**train, "stop_at": cfg.steps}} for i in range(cfg.population)]
+             "overrides": {**train, **_stop(cfg, 0), **({"lr": lrs[i]} if lrs[i] else {})}}
+            for i in range(P)]
+
+
+def _stop(cfg: EvolveConfig, gen: int | None) -> dict:
+    """Where generation `gen` (None: the finish) ends: after its steps, or — per_generation =
+    "flops" — once the member has spent its share of FLOPs (`steps` steps at the starting size:
+    a member that grew takes fewer, so members are compared at equal compute)."""
+    if gen is None:
+        return {} if cfg.per_generation == "flops" else \
+            {"stop_at": cfg.steps * cfg.generations + cfg.finish}
+    if cfg.per_generation == "flops":
+        return {"stop_at_flops": cfg.unit_flops * cfg.steps * (gen + 1)}
+    return {"stop_at": cfg.steps * (gen + 1)}
 
 
 def _record(cfg, job: dict, res: dict, gen: int) -> dict:
@@ -123,21 +141,42 @@ def _record(cfg, job: dict, res: dict, gen: int) -> dict:
 
 
 def _train_overrides(cfg: EvolveConfig, graph, executor: str, train: dict | None) -> dict:
-    over = {"steps": cfg.steps * cfg.generations + cfg.finish, "eval_every": cfg.steps,
-            "checkpoint_every": cfg.steps, "sample_tokens": 0, **(train or {})}
+    """The members' train settings: one LR schedule over the whole evolution (generations and
+    finish: in steps, or in FLOPs at the starting size), an evaluation and a checkpoint at the
+    end of each generation."""
+    over = {"eval_every": cfg.steps, "checkpoint_every": cfg.steps, "sample_tokens": 0,
+            **(train or {})}
+    if cfg.unit_flops is None:
+        cfg.unit_flops = unit_flops(graph, train)
+    if cfg.per_generation == "flops":
+        over.update(steps=10**12, flops=cfg.unit_flops * (cfg.steps * cfg.generations + cfg.finish))
+    else:
+        over["steps"] = cfg.steps * cfg.generations + cfg.finish
     if executor != "local":
         over.setdefault("threads", 1)  # one core per member: workers run side by side
     return over
 
 
-def _generations_for(cfg: EvolveConfig, graph, train: dict) -> int:
-    """Generations that spend about `cfg.flops` with the population at its starting size."""
+def _lr(graph, train: dict) -> float:
+    from ..train.config import from_sections
+
+    return from_sections(graph.sections, {k: v for k, v in train.items() if k == "lr"}).lr
+
+
+def unit_flops(graph, train: dict | None) -> float:
+    """Training FLOPs of one step of `graph` at its train section's batch and ctx."""
     from ..ir.cost import train_flops
     from ..train.config import from_sections
 
-    tc = from_sections(graph.sections, {k: v for k, v in train.items() if k != "steps"})
-    per = train_flops(graph, tc.batch, tc.ctx) * cfg.steps * cfg.population
-    return max(1, int(cfg.flops // per))
+    tc = from_sections(graph.sections, {k: v for k, v in (train or {}).items()
+                                        if k in ("batch", "ctx")})
+    return float(train_flops(graph, tc.batch, tc.ctx))
+
+
+def _generations_for(cfg: EvolveConfig) -> int:
+    """Generations that spend about `cfg.flops` (exactly, per_generation = "flops")."""
+    per = cfg.unit_flops * cfg.steps * cfg.population
+    return max(1, int((cfg.flops - cfg.unit_flops * cfg.finish) // per))
 
 
 def evolve(spec, out, overrides: dict | None = None, *, executor: str = "local",
@@ -159,13 +198,14 @@ def evolve(spec, out, overrides: dict | None = None, *, executor: str = "local",
     if out.exists() and replace:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    cfg.unit_flops = unit_flops(graph, train)
     if cfg.flops:
-        cfg.generations = _generations_for(cfg, graph, train or {})
+        cfg.generations = _generations_for(cfg)
     text = emit(graph)
     (out / "base.morph").write_text(text)
     tr = _train_overrides(cfg, graph, executor, train)
     state = {"version": VERSION, "config": cfg.to_dict(), "train": tr, "generation": 0,
-             "jobs": first_jobs(cfg, out, text, tr), "history": [], "done": False}
+             "jobs": first_jobs(cfg, out, text, tr, _lr(graph, tr)), "history": [], "done": False}
     _save(out, state)
     return _loop(out, state, executor, workers or cfg.workers, address, log)
 

@@ -156,6 +156,7 @@ def resume(run_dir, overrides: dict | None = None, *, reporter: Reporter | None 
     r = ckpt.load_checkpoint(run_dir, training=True, force_memory=force_memory)
     saved = dict(r["state"]["config"])
     saved["stop_at"], saved["force_memory"] = None, bool(force_memory)
+    saved["stop_at_flops"] = None
     cfg = from_dict(saved, overrides)
     torch.set_num_threads(cfg.threads)
     dist, _ = _setup(cfg)

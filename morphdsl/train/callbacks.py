@@ -147,7 +147,8 @@ class Checkpointer(Callback):
 
     def on_step_end(self, engine, row):
         cfg = engine.cfg
-        if engine.step % cfg.ckpt_every == 0 or engine.step == engine.end or engine.done():
+        if engine.step % cfg.ckpt_every == 0 or engine.step == engine.end or engine.done() \
+                or engine.paused():
             engine.save()
 
     def on_train_end(self, engine):

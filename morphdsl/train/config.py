@@ -54,6 +54,7 @@ class TrainConfig:
     callbacks: list = field(default_factory=list)  # importable callback classes (or table names)
     # run
     stop_at: int | None = None          # stop early (as if killed) without changing the schedule
+    stop_at_flops: float | None = None  # ... once this many training FLOPs are spent
     force_memory: bool = False          # train even when the memory estimate exceeds the machine
     extra: dict = field(default_factory=dict)
 

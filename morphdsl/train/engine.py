@@ -305,7 +305,12 @@ class Engine(Growing, Schedule):
         self._t_start, self._busy, self._tok0 = time.time(), 0.0, self.tokens  # busy: train steps only
 
     def finished(self) -> bool:
-        return self.step >= self.end or self.done()
+        return self.step >= self.end or self.done() or self.paused()
+
+    def paused(self) -> bool:
+        """`stop_at_flops` reached: the run stops (checkpointed) with its schedule unchanged."""
+        limit = self.cfg.stop_at_flops
+        return limit is not None and self.flops >= limit
 
     def advance(self) -> dict | None:
         """One optimizer step, the controllers' decisions, and an evaluation when one is due;
@@ -328,7 +333,7 @@ class Engine(Growing, Schedule):
                "params": n_params(self.model), "tok_s": tok_s}
         self.emit("on_step", row)
         grew = self.decide("step", train_loss=row["loss"])
-        if self.step % cfg.eval_every == 0 or self.step == self._steps or self.done():
+        if self.step % cfg.eval_every == 0 or self.step == self._steps or self.done() or self.paused():
             val = self.evaluate()
             row.update(val_loss=val, val_ppl=math.exp(min(val, 50)))
             self.val_history.append((self.step, val))
