@@ -21,7 +21,7 @@ from pygments.token import (Comment, Error, Keyword, Name, Number, Operator, Pun
 
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 KEYWORDS = ("use", "spec", "block", "convex")
-SECTIONS = ("model", "data", "train", "grow")
+SECTIONS = ("model", "data", "train", "grow", "evolve")
 CONSTRUCTS = ("residual", "parallel", "partition", "repeat", "pyramid", "seed")
 FLOAT = r"[0-9]+\.[0-9]+(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+"
 ESCAPE = r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})'  # JSON escapes (strings are decoded by json.loads)
@@ -166,7 +166,7 @@ class MorphLexer(RegexLexer):
             (r"convex\b", Keyword),
             (r"model\b(?=[ \t]*(?:[({]|$))", Keyword.Reserved, "model"),
             (r"(?:data|train)\b(?=[ \t]*(?:[({]|$))", Keyword.Reserved, "settings-head"),
-            (r"grow\b(?=[ \t]*(?:[({]|$))", Keyword.Reserved, "grow-head"),
+            (r"(?:grow|evolve)\b(?=[ \t]*(?:[({]|$))", Keyword.Reserved, "grow-head"),
             _key(Name.Variable),
             (rf"({NAME})([ \t]*)(:)", bygroups(Name.Label, Whitespace, Punctuation)),
             (r"\{", Punctuation, "body"),
@@ -291,7 +291,7 @@ def textmate() -> dict:
     top = ["comment", "string", _tok(r"\buse\b", Keyword.Namespace),
            _caps(rf"\b(spec)[ \t]+({NAME})", Keyword.Declaration, Name.Namespace),
            "blockdef", _tok(r"\bconvex\b", Keyword), _section("model", "body"),
-           _section("data|train", "settings"), _section("grow", "grow"),
+           _section("data|train", "settings"), _section("grow|evolve", "grow"),
            key(Name.Variable), label, "body", "expression"]
     return {"$schema": "https://raw.githubusercontent.com/martinring/tmlanguage/master/tmlanguage.json",
             "name": "morph", "scopeName": "source.morph", "fileTypes": ["morph"],
