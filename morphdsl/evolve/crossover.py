@@ -25,6 +25,7 @@ import torch
 from ..errors import GrowthError, MorphError
 from ..ir.build import relower
 from ..ir.graph import MorphGraph, Region
+from ..rewrites.registry import is_repeat
 
 __all__ = ["crossover", "aligned_positions", "CrossoverError", "Child"]
 
@@ -47,8 +48,7 @@ def _repeat(g: MorphGraph, group: str, who: str) -> Region:
     if not isinstance(it, Region):
         raise CrossoverError(f"parent {who} has no repeat group `{group}`",
                              hint="crossover exchanges the blocks of a `repeat(n) { ... }` group")
-    kids = it.children
-    if not kids or not all(isinstance(k, Region) and k.name == str(i) for i, k in enumerate(kids)):
+    if not is_repeat(it):
         raise CrossoverError(f"`{group}` of parent {who} is not a repeat group")
     return it
 

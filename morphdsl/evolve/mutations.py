@@ -29,17 +29,15 @@ def _sites(g, axis: str, what: str, chains: bool = False) -> list:
 
 def _group(g, kw) -> tuple[str, int] | None:
     """(path, children) of the repeat group a block mutation edits (`target`, default blocks)."""
-    from ..ir.graph import Region
     from ..ir.lower import find
+    from ..rewrites.registry import is_repeat
 
     target = str(kw.get("target", "blocks"))
     try:
         grp = find(g.root, target)
     except MorphError:
         return None
-    if not isinstance(grp, Region) or not grp.children:
-        return None
-    if not all(isinstance(k, Region) and k.name == str(i) for i, k in enumerate(grp.children)):
+    if not is_repeat(grp):
         return None
     return target, len(grp.children)
 

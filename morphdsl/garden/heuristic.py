@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ..ir.graph import Region
 from ..ir.seeds import seed_paths
-from ..rewrites.germinate import is_repeat
+from ..rewrites.registry import is_repeat
 from ..train.growth import ControlState, GrowthAction
 from .signals import grad_rms
 

@@ -18,7 +18,7 @@ from ..errors import GrowthError, did_you_mean
 from ..ir.graph import OpInst, Region
 from ..ir.lower import find
 from ..ir.seeds import seed_paths
-from .registry import finish, rewrite
+from .registry import finish, is_repeat, rewrite
 from .transfer import TransferPlan
 
 KINDS = ("mlp", "attn")
@@ -75,8 +75,3 @@ def _scope_names(r: Region) -> set:
         elif isinstance(c, Region):
             out |= _scope_names(c)
     return out
-
-
-def is_repeat(r: Region) -> bool:
-    """A repeat group: its children are regions named 0, 1, ..."""
-    return all(isinstance(k, Region) and k.name == str(i) for i, k in enumerate(r.children))

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from ..errors import GrowthError, MorphError, did_you_mean
 from ..ir.graph import OpInst, Region
-from .registry import finish, region, rewrite
+from .registry import finish, is_repeat, region, rewrite
 from .transfer import Entry, TransferPlan
 
 
@@ -68,7 +68,7 @@ def insert_block(graph, target="blocks", at: int | None = None, block: str | Non
     g = graph.copy()
     grp = region(g, str(target))
     kids = grp.children
-    if not kids or not all(isinstance(k, Region) and k.name == str(i) for i, k in enumerate(kids)):
+    if not is_repeat(grp):
         raise GrowthError(f"`{target}` is not a repeat group", hint="insert into a `repeat(n) { ... }` group")
     n = len(kids)
     at = n if at is None else at

@@ -72,6 +72,12 @@ def region(g: MorphGraph, path: str) -> Region:
     return it
 
 
+def is_repeat(r) -> bool:
+    """A repeat group: a region whose children are regions named 0, 1, ... (at least one)."""
+    return isinstance(r, Region) and bool(r.children) and \
+        all(isinstance(k, Region) and k.name == str(i) for i, k in enumerate(r.children))
+
+
 def finish(old: MorphGraph, g: MorphGraph, plan: TransferPlan, op: str, args: dict, exact=True,
            notes=()) -> RewriteResult:
     """Re-lower, record history, and fill the plan: untouched names that existed before are plain

@@ -8,9 +8,8 @@ branches output zero (a block insert_block just made); otherwise grow_model repo
 from __future__ import annotations
 
 from ..errors import GrowthError
-from ..ir.graph import Region
 from .insert_block import _names_after
-from .registry import finish, region, rewrite
+from .registry import finish, is_repeat, region, rewrite
 from .transfer import Entry, TransferPlan
 
 
@@ -20,7 +19,7 @@ def remove_block(graph, target="blocks", at: int | None = None):
     g = graph.copy()
     grp = region(g, str(target))
     kids = grp.children
-    if not kids or not all(isinstance(k, Region) and k.name == str(i) for i, k in enumerate(kids)):
+    if not is_repeat(grp):
         raise GrowthError(f"`{target}` is not a repeat group", hint="remove from a `repeat(n) { ... }` group")
     n = len(kids)
     if n == 1:
