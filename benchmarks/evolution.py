@@ -194,6 +194,42 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(res: dict, path: Path) -> None:
+    """Held-out loss per method and corpus (mean, seeds as dots), and the evolved populations'
+    best fitness per generation (one line per seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    corpora = res["cfg"]["corpora"]
+    fig, axes = plt.subplots(2, len(corpora), figsize=(6 * len(corpora), 8), squeeze=False)
+    names = METHODS + ("static_base", "static_target")
+    for j, c in enumerate(corpora):
+        combos = [r for r in res["runs"] if r["corpus"] == c]
+        ax = axes[0][j]
+        for i, m in enumerate(names):
+            ys = [r["methods"][m]["heldout"] for r in combos]
+            ax.bar(i, statistics.mean(ys), color="C0" if m == "evolution" else "0.7")
+            ax.scatter([i] * len(ys), ys, color="k", s=10, zorder=3)
+        ax.set_xticks(range(len(names)), names, rotation=30)
+        lo = min(r["methods"][m]["heldout"] for r in combos for m in names)
+        ax.set_ylim(lo * 0.9, None)
+        ax.set(title=f"{c}: held-out loss at equal total FLOPs", ylabel="loss (nats/char)")
+        ax = axes[1][j]
+        for r in combos:
+            rows = json.loads(Path(r["methods"]["evolution"]["lineage"]).read_text())
+            gens = sorted({x["gen"] for x in rows})
+            ax.plot(gens, [min(x["fitness"] for x in rows if x["gen"] == g) for g in gens], "o-",
+                    label=f"seed {r['seed']}")
+        ax.set(title=f"{c}: evolution's best member per generation (last: finish)",
+               xlabel="generation", ylabel="val loss")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -208,7 +244,9 @@ def main(argv=None) -> int:
     tag = ("-quick" if a.quick else "") + ("-finish" if a.finish else "")
     path = OUT / f"results{tag}.json"
     if a.analyse:
-        print(report(json.loads(path.read_text())))
+        res = json.loads(path.read_text())
+        print(report(res))
+        plot(res, OUT / f"evolution{tag}.png")
         return 0
     cfg = dict(QUICK if a.quick else FULL, finish=a.finish)
     sha = code_sha()
@@ -231,6 +269,12 @@ def main(argv=None) -> int:
     path.write_text(json.dumps(res, indent=1))
     text = report(res)
     (OUT / f"report{tag}.md").write_text(text + "\n")
+    for r in res["runs"]:  # the evolved specs: architectures no one wrote
+        (OUT / f"evolved{tag}-{r['corpus']}-s{r['seed']}.morph").write_text(r["methods"]["evolution"]["spec"])
+    try:
+        plot(res, OUT / f"evolution{tag}.png")
+    except (OSError, ValueError, KeyError) as e:  # a lineage of an older run may be gone
+        print(f"(no plot: {e})")
     print(text)
     return 0
 

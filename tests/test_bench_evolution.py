@@ -24,8 +24,11 @@ def test_every_method_runs_at_the_evolved_populations_flops(tmp_path, monkeypatc
     assert m["static_base"]["flops"] >= E and m["static_target"]["flops"] >= E
     for e in m.values():
         assert e["heldout"] > 0 and e["heldout"] != e["val"] and e["arch"].startswith("d ")
-    text = B.report({"date": "today", "command": "c", "code_sha": "x", "cfg": TINY, "runs": [r]})
+    res = {"date": "today", "command": "c", "code_sha": "x", "cfg": TINY, "runs": [r]}
+    text = B.report(res)
     assert "| evolution |" in text and "evolution beats: pbt" in text
+    B.plot(res, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
 
 
 def test_heldout_windows_are_none_of_the_selection_windows():

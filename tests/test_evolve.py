@@ -138,7 +138,8 @@ def _member(tmp_path, name="m"):
     return job, run_generation(job)
 
 
-@pytest.mark.parametrize("name", ["widen_mlp", "add_head", "insert_block", "prune_units"])
+@pytest.mark.parametrize("name", ["widen_mlp", "add_head", "insert_block", "widen_embed",
+                                  "prune_units", "prune_heads", "remove_block"])
 def test_each_mutation_is_exact_or_reports_its_change(tmp_path, name):
     job, res = _member(tmp_path)
     g = morphdsl.build(Path(res["out"], "checkpoints", "latest", "spec.morph").read_text())
@@ -147,7 +148,7 @@ def test_each_mutation_is_exact_or_reports_its_change(tmp_path, name):
              "overrides": {"stop_at": 8}}
     out = run_generation(child)
     ch = out["mutation"]
-    assert ch["exact"] == (name in ("widen_mlp", "add_head", "insert_block"))
+    assert ch["exact"] == (name in ("widen_mlp", "add_head", "insert_block", "widen_embed"))
     if ch["exact"]:
         assert ch["max_abs_change"] < 1e-5 and abs(ch["loss_after"] - ch["loss_before"]) < 1e-5
     else:
