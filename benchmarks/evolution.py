@@ -239,9 +239,12 @@ def main(argv=None) -> int:
                     help="evolution's best member then trains alone for STEPS steps; PBT and "
                          "random search screen the same way and finish with the rest of the "
                          "budget (results-finish.json)")
+    ap.add_argument("--steps", type=int, help="steps per generation (default 100; 30 with "
+                                              "--quick): results-stepsN.json")
     a = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    tag = ("-quick" if a.quick else "") + ("-finish" if a.finish else "")
+    tag = ("-quick" if a.quick else "") + ("-finish" if a.finish else "") + \
+        (f"-steps{a.steps}" if a.steps else "")
     path = OUT / f"results{tag}.json"
     if a.analyse:
         res = json.loads(path.read_text())
@@ -249,6 +252,8 @@ def main(argv=None) -> int:
         plot(res, OUT / f"evolution{tag}.png")
         return 0
     cfg = dict(QUICK if a.quick else FULL, finish=a.finish)
+    if a.steps:
+        cfg["steps"] = a.steps
     sha = code_sha()
     old = json.loads(path.read_text()) if path.exists() else {}
     keep = {(r["corpus"], r["seed"]): r for r in old.get("runs", [])
@@ -263,7 +268,8 @@ def main(argv=None) -> int:
             print(f"{r['corpus']} s{r['seed']}: " + ", ".join(
                 f"{m} {e['heldout']:.4f}" for m, e in r["methods"].items()), flush=True)
     res = {"date": time.strftime("%Y-%m-%d"), "command": "python -m benchmarks.evolution" +
-           (" --quick" if a.quick else "") + (f" --finish {a.finish}" if a.finish else ""),
+           (" --quick" if a.quick else "") + (f" --finish {a.finish}" if a.finish else "") +
+           (f" --steps {a.steps}" if a.steps else ""),
            "code_sha": sha, "cfg": cfg,
            "runs": sorted(keep.values(), key=lambda r: (r["corpus"], r["seed"]))}
     path.write_text(json.dumps(res, indent=1))
