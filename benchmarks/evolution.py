@@ -54,8 +54,15 @@ def code_sha() -> str:
     return h.hexdigest()[:16]
 
 
-def spec_text(target: bool = False, pbt: bool = False) -> str:
+SHRINK = ("mutate(prune_units", "mutate(prune_heads", "mutate(remove_block")
+
+
+def spec_text(target: bool = False, pbt: bool = False, grow_only: bool = False) -> str:
+    """The benchmark spec; the target size; PBT's lr-only menu; or the menu without the
+    shrinking mutations (`--menu grow`)."""
     text = SPEC.read_text()
+    if grow_only:
+        text = "\n".join(ln for ln in text.splitlines() if not ln.strip().startswith(SHRINK)) + "\n"
     if target:
         for a, b in TARGET.items():
             text = text.replace(a, b)
@@ -147,7 +154,8 @@ def run_combo(job: dict) -> dict:
     fin = cfg.get("finish", 0)
     P, G, K = cfg["population"], cfg["generations"], cfg["steps"]
     over |= {"finish": fin}
-    s = evolve(SPEC, base / "evolution", over, train=train, replace=True)
+    menu_spec = spec_text(grow_only=cfg.get("menu") == "grow")
+    s = evolve(menu_spec, base / "evolution", over, train=train, replace=True)
     E = s["flops_total"]
     out["evolution"] = entry(s["best"], t0, flops=E, spec=Path(s["best_spec"]).read_text(),
                              lineage=str(base / "evolution" / "lineage.json"))
@@ -156,7 +164,7 @@ def run_combo(job: dict) -> dict:
     out["pbt"] = entry(p["best"], t0, flops=p["flops_total"])
     t0 = time.time()
     f0 = unit_flops(morphdsl.build(SPEC), None)
-    best, _ = random_search(SPEC, base / "random", P, G * K * f0, finish_flops=fin * f0,
+    best, _ = random_search(menu_spec, base / "random", P, G * K * f0, finish_flops=fin * f0,
                             seed=seed, train=train)
     out["random"] = entry(best, t0, flops=best["search_flops"])
     for size, text in (("base", spec_text()), ("target", spec_text(target=True))):
@@ -218,7 +226,10 @@ def plot(res: dict, path: Path) -> None:
         ax.set(title=f"{c}: held-out loss at equal total FLOPs", ylabel="loss (nats/char)")
         ax = axes[1][j]
         for r in combos:
-            rows = json.loads(Path(r["methods"]["evolution"]["lineage"]).read_text())
+            lin = Path(r["methods"]["evolution"]["lineage"])
+            if not lin.exists():  # the run directories are not kept with the results
+                continue
+            rows = json.loads(lin.read_text())
             gens = sorted({x["gen"] for x in rows})
             ax.plot(gens, [min(x["fitness"] for x in rows if x["gen"] == g) for g in gens], "o-",
                     label=f"seed {r['seed']}")
@@ -239,21 +250,27 @@ def main(argv=None) -> int:
                     help="evolution's best member then trains alone for STEPS steps; PBT and "
                          "random search screen the same way and finish with the rest of the "
                          "budget (results-finish.json)")
+    ap.add_argument("--menu", choices=["all", "grow"], default="all",
+                    help="grow: the menu without prune_units, prune_heads, remove_block "
+                         "(evolution and random search): results-grow.json")
     ap.add_argument("--steps", type=int, help="steps per generation (default 100; 30 with "
                                               "--quick): results-stepsN.json")
     a = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     tag = ("-quick" if a.quick else "") + ("-finish" if a.finish else "") + \
-        (f"-steps{a.steps}" if a.steps else "")
+        (f"-steps{a.steps}" if a.steps else "") + ("-grow" if a.menu == "grow" else "")
     path = OUT / f"results{tag}.json"
     if a.analyse:
         res = json.loads(path.read_text())
         print(report(res))
+        (OUT / f"report{tag}.md").write_text(report(res) + "\n")
         plot(res, OUT / f"evolution{tag}.png")
         return 0
     cfg = dict(QUICK if a.quick else FULL, finish=a.finish)
     if a.steps:
         cfg["steps"] = a.steps
+    if a.menu == "grow":
+        cfg["menu"] = "grow"
     sha = code_sha()
     old = json.loads(path.read_text()) if path.exists() else {}
     keep = {(r["corpus"], r["seed"]): r for r in old.get("runs", [])
@@ -269,7 +286,7 @@ def main(argv=None) -> int:
                 f"{m} {e['heldout']:.4f}" for m, e in r["methods"].items()), flush=True)
     res = {"date": time.strftime("%Y-%m-%d"), "command": "python -m benchmarks.evolution" +
            (" --quick" if a.quick else "") + (f" --finish {a.finish}" if a.finish else "") +
-           (f" --steps {a.steps}" if a.steps else ""),
+           (f" --steps {a.steps}" if a.steps else "") + (" --menu grow" if a.menu == "grow" else ""),
            "code_sha": sha, "cfg": cfg,
            "runs": sorted(keep.values(), key=lambda r: (r["corpus"], r["seed"]))}
     path.write_text(json.dumps(res, indent=1))
