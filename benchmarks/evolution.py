@@ -261,10 +261,7 @@ def main(argv=None) -> int:
         (f"-steps{a.steps}" if a.steps else "") + ("-grow" if a.menu == "grow" else "")
     path = OUT / f"results{tag}.json"
     if a.analyse:
-        res = json.loads(path.read_text())
-        print(report(res))
-        (OUT / f"report{tag}.md").write_text(report(res) + "\n")
-        plot(res, OUT / f"evolution{tag}.png")
+        print(outputs(json.loads(path.read_text()), tag))
         return 0
     cfg = dict(QUICK if a.quick else FULL, finish=a.finish)
     if a.steps:
@@ -290,16 +287,18 @@ def main(argv=None) -> int:
            "code_sha": sha, "cfg": cfg,
            "runs": sorted(keep.values(), key=lambda r: (r["corpus"], r["seed"]))}
     path.write_text(json.dumps(res, indent=1))
+    print(outputs(res, tag))
+    return 0
+
+
+def outputs(res: dict, tag: str) -> str:
+    """report{tag}.md, the evolved specs and evolution{tag}.png in the results folder; the report."""
     text = report(res)
     (OUT / f"report{tag}.md").write_text(text + "\n")
     for r in res["runs"]:  # the evolved specs: architectures no one wrote
         (OUT / f"evolved{tag}-{r['corpus']}-s{r['seed']}.morph").write_text(r["methods"]["evolution"]["spec"])
-    try:
-        plot(res, OUT / f"evolution{tag}.png")
-    except (OSError, ValueError, KeyError) as e:  # a lineage of an older run may be gone
-        print(f"(no plot: {e})")
-    print(text)
-    return 0
+    plot(res, OUT / f"evolution{tag}.png")
+    return text
 
 
 if __name__ == "__main__":
