@@ -199,7 +199,7 @@ def test_resume_after_kill_9_of_the_driver_makes_the_same_population(tmp_path):
     state = json.loads((tmp_path / "cut" / "population.json").read_text())
     assert not state["done"] and state["generation"] in (1, 2)
     s = evolve_resume(tmp_path / "cut")
-    assert s["generations"] == 4
+    assert s["generations"] == 4 and not s["finished"]
     assert _lineage(tmp_path / "cut") == _lineage(tmp_path / "whole")
     assert evolve_resume(tmp_path / "cut")["best"] == s["best"]  # a finished one is reported
     with pytest.raises(MorphError, match="holds no population"):
@@ -232,6 +232,7 @@ def test_finish_trains_the_fittest_member_on_alone(tmp_path):
     assert fin["id"] == "finish" and fin["gen"] == 2 and len(rows) == 7
     assert fin["parent"] == min(last_gen, key=lambda r: (r["fitness"], r["slot"]))["id"]
     assert fin["step"] == 2 * 4 + 6 and s["best"]["id"] == "finish"
+    assert s["generations"] == 2 and s["finished"]
     assert fin["flops_spent"] > 0 and s["flops_total"] == sum(r["flops_spent"] for r in rows)
 
 

@@ -59,7 +59,8 @@ def run(args) -> int:
         s = evolve(args.file, out, over, train=train, replace=args.force, **kw)
     b = s["best"]
     print(f"best: {b['id']} val loss {b['val_loss']:.4f}, {b['params']:,} params, "
-          f"{b['blocks']} blocks, after {s['generations']} generations "
+          f"{b['blocks']} blocks, after {s['generations']} generations"
+          f"{' and the finish' if s['finished'] else ''} "
           f"({s['flops_total']:.3g} training FLOPs in all)")
     print(f"its spec: {s['best_spec']}; lineage: {Path(s['out']) / 'lineage.json'}, "
           f"plot: {Path(s['out']) / 'evolution.png'}")

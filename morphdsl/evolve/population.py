@@ -258,6 +258,9 @@ def _loop(out: Path, state: dict, executor: str, workers: int, address, log) -> 
 
 def generation_line(gen: int, records: list) -> str:
     best = min(records, key=lambda r: r["fitness"])
+    if best["id"] == "finish":
+        return (f"finish: {best['parent']} trained on alone to step {best['step']}: "
+                f"val loss {best['val_loss']:.4f}")
     fit = sorted(r["fitness"] for r in records)
     muts = ", ".join(f"{r['id'][-3:]} {r['mutation']}" for r in records if r["mutation"] != "-")
     return (f"generation {gen}: best {best['fitness']:.4f} ({best['id']}, {best['params']:,} params), "
@@ -271,5 +274,7 @@ def summarize(out: Path, state: dict) -> dict:
     spec = Path(best["out"]) / "checkpoints" / "latest" / "spec.morph"
     if spec.exists():
         shutil.copyfile(spec, out / "best.morph")
-    return {"best": best, "generations": len(state["history"]), "flops_total": total,
+    fin = state["history"][-1][0]["id"] == "finish"
+    return {"best": best, "generations": len(state["history"]) - fin, "finished": fin,
+            "flops_total": total,
             "best_spec": str(out / "best.morph"), "out": str(out)}
