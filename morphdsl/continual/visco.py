@@ -130,9 +130,10 @@ class ViscoElastic(torch.optim.Optimizer):
         nF = torch._foreach_neg(F)                     # 1 - f: it moves down (or not at all)
         torch._foreach_add_(nF, 1.0)
         ru, rd = [st["res_up"] for st in sts], [st["res_down"] for st in sts]
-        against = torch._foreach_sub(ru, rd)           # the resistance the step goes against
-        torch._foreach_mul_(against, F)
-        torch._foreach_add_(against, rd)
+        # the resistance the step goes against: ru·f + rd·(1 − f), a selection (f is 0 or 1;
+        # (ru − rd)·f + rd would cancel, and a reversal could then deplete a buffer below 0)
+        against = torch._foreach_mul(ru, F)
+        torch._foreach_addcmul_(against, rd, nF)
         div = torch._foreach_add(against, 1.0)
         cry = torch._foreach_mul([st["crystal"] for st in sts], g["chrysalis"] - 1.0)
         torch._foreach_add_(cry, 1.0)
