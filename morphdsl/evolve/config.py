@@ -81,11 +81,12 @@ class EvolveConfig:
 
         section = section or {"settings": {}, "mutations": [], "spans": {}}
         spans = section.get("spans", {})
-        vals = {**section["settings"], **{k: v for k, v in (overrides or {}).items() if v is not None}}
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        vals = {**section["settings"], **given}
         cfg = cls()
         known = set(_INTS) | set(_FLOATS) | {"per_generation"}
         for k, v in vals.items():
-            span = spans.get(k)
+            span = None if k in given else spans.get(k)  # a command-line value has no line
             if k == "per_generation":
                 if v not in ("flops", "steps"):
                     raise SpecError(f"evolve setting 'per_generation' is \"flops\" or \"steps\", "

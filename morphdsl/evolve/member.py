@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 RESULT = "result.json"
 _DATA: dict = {}  # data key -> (tokenizer, stream): a worker loads a corpus once
@@ -54,47 +53,63 @@ def read_result(out) -> dict | None:
 
 
 def _load(run_dir, cfg_over: dict):
-    """A parent checkpoint as the engine's resume dict, with its optimizer built."""
+    """A parent checkpoint as the engine's resume dict, and its config with `cfg_over`."""
     from ..train import checkpoint as ckpt
     from ..train.config import from_dict
-    from ..train.optim import load_state_by_name, make_optimizer
 
     r = ckpt.load_checkpoint(run_dir, training=True)
     cfg = from_dict({**r["state"]["config"], "stop_at": None, "stop_at_flops": None}, cfg_over)
+    return r, cfg
+
+
+def _optimizer(r, cfg):
+    from ..train.optim import load_state_by_name, make_optimizer
+
     opt = make_optimizer(r["module"], cfg)
     load_state_by_name(r["module"], opt, r["optimizer"]["state"])
-    return r, cfg, opt
+    return opt
 
 
-def _mutate(r, cfg, opt, mutation: dict, probe, seed: int) -> dict:
-    """Apply a structural mutation as one growth transaction; its measured output change."""
-    from ..growth import GrowthTransaction
+class _Growths:
+    """The engine's growth events during a job (a mutation's measured change)."""
+
+    def __init__(self):
+        self.events: list = []
+
+    def on_growth(self, engine, event):
+        self.events.append(event)
+
+    def on_growth_failed(self, engine, event):
+        self.events.append(event)
+
+
+def _mutate(engine, growths: _Growths, mutation: dict) -> dict:
+    """Apply a structural mutation the way training grows: `engine.grow` (one transaction, new
+    units seeded by (seed, step), the identity probe on the fixed batch, the event in the
+    member's events.jsonl); its measured output change."""
     from ..rewrites import get_rewrite
-    from ..train.optim import state_by_name
+    from ..train.growth import GrowthAction
 
-    step = r["state"]["step"]
-    x, y = probe
-    with torch.random.fork_rng(devices=[]):  # new units' init, seeded by (seed, step) as in growth
-        torch.manual_seed(seed * 1_000_003 + step)
-        g = GrowthTransaction(r["module"], opt, step=step, probe=x).apply(mutation["op"], mutation["args"])
-    r["module"] = g.module
-    r["optimizer"] = {"state": state_by_name(g.module, g.optimizer)}
-    yf = y.flatten()
-    return {"exact": get_rewrite(mutation["op"]).exact,
-            "max_abs_change": (g.after.float() - g.before.float()).abs().max().item(),
-            "loss_before": F.cross_entropy(g.before.float().flatten(0, 1), yf).item(),
-            "loss_after": F.cross_entropy(g.after.float().flatten(0, 1), yf).item()}
+    engine.grow(GrowthAction(mutation["op"], kwargs=dict(mutation["args"]),
+                             reason=f"mutation {mutation['name']}"))
+    engine.snapshot = engine._snap()  # a rollback returns to the mutated member
+    ev = growths.events[-1]
+    if ev["type"] == "growth_failed":
+        return {"exact": get_rewrite(mutation["op"]).exact, "failed": ev["error"]}
+    return {"exact": get_rewrite(mutation["op"]).exact, "max_abs_change": ev["max_verify_error"],
+            "loss_before": ev["loss_before"], "loss_after": ev["loss_after"]}
 
 
-def _breed(r, cfg, opt, mate_dir, cross: dict) -> dict:
-    """Replace r's module by a crossover child of it and the mate's checkpoint."""
+def _breed(r, cfg, mate_dir, cross: dict) -> dict:
+    """Replace r's module (and optimizer state) by a crossover child of it and the mate's
+    checkpoint; the engine builds the child's optimizer from that state."""
     import random
 
     from .crossover import crossover
 
-    m, _, mopt = _load(mate_dir, {})
-    child = crossover(r["module"], m["module"], random.Random(cross["seed"]), opt_a=opt,
-                      opt_b=mopt, p=cross.get("p", 0.5))
+    m, mcfg = _load(mate_dir, {})
+    child = crossover(r["module"], m["module"], random.Random(cross["seed"]),
+                      opt_a=_optimizer(r, cfg), opt_b=_optimizer(m, mcfg), p=cross.get("p", 0.5))
     r["module"] = child.module
     r["optimizer"] = {"state": child.opt_state}
     return {"taken": {str(k): v for k, v in child.taken.items()}, "notes": child.notes}
@@ -118,23 +133,20 @@ def _engine(job: dict):
         torch.manual_seed(cfg.seed)
         module = morphdsl.compile(graph)
         return Engine(module, cfg, out, tokenizer=tok, stream=stream), report
-    r, cfg, opt = _load(job["parent"], over)
+    r, cfg = _load(job["parent"], over)
     torch.set_num_threads(cfg.threads)
     tok, stream = _data(cfg, r["module"].morph_graph, r["tokenizer"])
     if job.get("mate"):
-        report["crossover"] = _breed(r, cfg, opt, job["mate"], job["crossover"])
-        from ..train.optim import load_state_by_name, make_optimizer
-
-        opt = make_optimizer(r["module"], cfg)
-        load_state_by_name(r["module"], opt, r["optimizer"]["state"])
-    mut = job.get("mutation")
-    if mut and mut.get("op"):
-        probe = next(stream.iter_eval_batches("val", cfg.batch, cfg.ctx, max_batches=1))
-        report["mutation"] = _mutate(r, cfg, opt, mut, probe, cfg.seed)
+        report["crossover"] = _breed(r, cfg, job["mate"], job["crossover"])
     r["state"]["config"] = cfg.to_dict()
-    engine = Engine(r["module"], cfg, out, tokenizer=tok, stream=stream, resume=r)
+    growths = _Growths()
+    engine = Engine(r["module"], cfg, out, tokenizer=tok, stream=stream, resume=r,
+                    callbacks=[growths])
     if job.get("data_seed") is not None:  # a child draws its own batches: siblings diverge
         engine.gen.manual_seed(job["data_seed"])
+    mut = job.get("mutation")
+    if mut and mut.get("op"):
+        report["mutation"] = _mutate(engine, growths, mut)
     return engine, report
 
 
@@ -161,9 +173,9 @@ def run_generation(job: dict) -> dict:
 
 
 def _blocks(g) -> int | None:
-    from .mutations import _group
+    from .mutations import repeat_group
 
-    grp = _group(g, {})
+    grp = repeat_group(g, {})
     return grp[1] if grp else None
 
 

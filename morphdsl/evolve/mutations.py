@@ -27,7 +27,7 @@ def _sites(g, axis: str, what: str, chains: bool = False) -> list:
         return []
 
 
-def _group(g, kw) -> tuple[str, int] | None:
+def repeat_group(g, kw) -> tuple[str, int] | None:
     """(path, children) of the repeat group a block mutation edits (`target`, default blocks)."""
     from ..ir.lower import find
     from ..rewrites.registry import is_repeat
@@ -81,7 +81,7 @@ def prune_heads(g, rng, kw):
 
 
 def insert_block(g, rng, kw):
-    grp = _group(g, kw)
+    grp = repeat_group(g, kw)
     if grp is None or grp[1] >= int(kw.get("max_blocks", 12)):
         return None
     path, n = grp
@@ -89,7 +89,7 @@ def insert_block(g, rng, kw):
 
 
 def remove_block(g, rng, kw):
-    grp = _group(g, kw)
+    grp = repeat_group(g, kw)
     if grp is None or grp[1] < 2:
         return None
     path, n = grp

@@ -50,9 +50,12 @@ def _tournament(members: list, k: int, rng: random.Random) -> dict:
     return min(rng.sample(members, min(k, len(members))), key=lambda m: (m["fitness"], m["slot"]))
 
 
-def next_jobs(cfg: EvolveConfig, out: Path, records: list, gen: int, menu=None) -> list:
+def next_jobs(cfg: EvolveConfig, out: Path, records: list, gen: int) -> list:
     """The jobs of generation `gen` from the ranked records of generation gen - 1: survivors
     continue, the worst `cfg.replaced` slots get children."""
+    from functools import lru_cache
+
+    graph = lru_cache(maxsize=None)(_graph)  # each parent's spec is read once
     rng = random.Random(f"{cfg.seed}:{gen}")
     ranked = sorted(records, key=lambda m: (m["fitness"], m["slot"]))
     survivors = ranked[:cfg.population - cfg.replaced]
@@ -73,16 +76,16 @@ def next_jobs(cfg: EvolveConfig, out: Path, records: list, gen: int, menu=None) 
             b = _tournament(others, cfg.tournament, rng)
             if (a["id"], b["id"]) in used:
                 job["note"] = f"already bred with {b['id']}: mutated instead"
-            elif aligned_positions(_graph(a["out"]), _graph(b["out"])):
+            elif aligned_positions(graph(a["out"]), graph(b["out"])):
                 used.add((a["id"], b["id"]))
                 job.update(mate=b["out"], mate_id=b["id"],
                            crossover={"seed": rng.randrange(2**31), "p": 0.5})
             else:
                 job["note"] = f"no aligned blocks with {b['id']}: mutated instead"
         if "mate" not in job:
-            g = _graph(a["out"])
+            g = graph(a["out"])
             for _ in range(8):  # a different change than its siblings got, where one exists
-                mut = choose(g, menu or cfg.menu, rng)
+                mut = choose(g, cfg.menu, rng)
                 if (a["id"], describe(mut)) not in used:
                     break
             used.add((a["id"], describe(mut)))
@@ -157,19 +160,12 @@ def _train_overrides(cfg: EvolveConfig, graph, executor: str, train: dict | None
     return over
 
 
-def _lr(graph, train: dict) -> float:
-    from ..train.config import from_sections
-
-    return from_sections(graph.sections, {k: v for k, v in train.items() if k == "lr"}).lr
-
-
 def unit_flops(graph, train: dict | None) -> float:
-    """Training FLOPs of one step of `graph` at its train section's batch and ctx."""
+    """Training FLOPs of one step of `graph` at its batch and ctx (`train` overriding)."""
     from ..ir.cost import train_flops
     from ..train.config import from_sections
 
-    tc = from_sections(graph.sections, {k: v for k, v in (train or {}).items()
-                                        if k in ("batch", "ctx")})
+    tc = from_sections(graph.sections, train)
     return float(train_flops(graph, tc.batch, tc.ctx))
 
 
@@ -204,8 +200,11 @@ def evolve(spec, out, overrides: dict | None = None, *, executor: str = "local",
     text = emit(graph)
     (out / "base.morph").write_text(text)
     tr = _train_overrides(cfg, graph, executor, train)
+    from ..train.config import from_sections
+
+    lr = from_sections(graph.sections, tr).lr
     state = {"version": VERSION, "config": cfg.to_dict(), "train": tr, "generation": 0,
-             "jobs": first_jobs(cfg, out, text, tr, _lr(graph, tr)), "history": [], "done": False}
+             "jobs": first_jobs(cfg, out, text, tr, lr), "history": [], "done": False}
     _save(out, state)
     return _loop(out, state, executor, workers or cfg.workers, address, log)
 
@@ -241,9 +240,8 @@ def _loop(out: Path, state: dict, executor: str, workers: int, address, log) -> 
             state["history"].append(records)
             if gen + 1 < cfg.generations:
                 state["jobs"], state["generation"] = next_jobs(cfg, out, records, gen + 1), gen + 1
-            elif cfg.finish and not state.get("finishing"):
+            elif cfg.finish and gen + 1 == cfg.generations:  # generation G is the finish
                 state["jobs"], state["generation"] = [finish_job(cfg, out, records)], gen + 1
-                state["finishing"] = True
             else:
                 state["done"], state["jobs"] = True, []
             _save(out, state)
@@ -274,7 +272,7 @@ def summarize(out: Path, state: dict) -> dict:
     spec = Path(best["out"]) / "checkpoints" / "latest" / "spec.morph"
     if spec.exists():
         shutil.copyfile(spec, out / "best.morph")
-    fin = state["history"][-1][0]["id"] == "finish"
+    fin = len(state["history"]) > state["config"]["generations"]  # the last one was the finish
     return {"best": best, "generations": len(state["history"]) - fin, "finished": fin,
             "flops_total": total,
             "best_spec": str(out / "best.morph"), "out": str(out)}

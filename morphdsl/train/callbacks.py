@@ -147,8 +147,7 @@ class Checkpointer(Callback):
 
     def on_step_end(self, engine, row):
         cfg = engine.cfg
-        if engine.step % cfg.ckpt_every == 0 or engine.step == engine.end or engine.done() \
-                or engine.paused():
+        if engine.step % cfg.ckpt_every == 0 or engine.step == engine.end or engine.done():
             engine.save()
 
     def on_train_end(self, engine):

@@ -305,12 +305,7 @@ class Engine(Growing, Schedule):
         self._t_start, self._busy, self._tok0 = time.time(), 0.0, self.tokens  # busy: train steps only
 
     def finished(self) -> bool:
-        return self.step >= self.end or self.done() or self.paused()
-
-    def paused(self) -> bool:
-        """`stop_at_flops` reached: the run stops (checkpointed) with its schedule unchanged."""
-        limit = self.cfg.stop_at_flops
-        return limit is not None and self.flops >= limit
+        return self.step >= self.end or self.done()
 
     def advance(self) -> dict | None:
         """One optimizer step, the controllers' decisions, and an evaluation when one is due;
@@ -333,7 +328,7 @@ class Engine(Growing, Schedule):
                "params": n_params(self.model), "tok_s": tok_s}
         self.emit("on_step", row)
         grew = self.decide("step", train_loss=row["loss"])
-        if self.step % cfg.eval_every == 0 or self.step == self._steps or self.done() or self.paused():
+        if self.step % cfg.eval_every == 0 or self.step == self._steps or self.done():
             val = self.evaluate()
             row.update(val_loss=val, val_ppl=math.exp(min(val, 50)))
             self.val_history.append((self.step, val))

@@ -50,7 +50,11 @@ class Schedule:
         return self.step + max(1, math.ceil((self.cfg.flops - self.flops) / per))
 
     def done(self) -> bool:
-        return bool(self.cfg.flops) and self.flops >= self.cfg.flops
+        """The FLOPs budget is spent, or `stop_at_flops` is reached (a stop that leaves the
+        schedule as it is, like `stop_at`): the run evaluates, checkpoints and ends."""
+        cfg = self.cfg
+        return (bool(cfg.flops) and self.flops >= cfg.flops) or \
+            (cfg.stop_at_flops is not None and self.flops >= cfg.stop_at_flops)
 
     def step_flops(self, batch: int, ctx: int) -> int:
         """Training FLOPs of one step of the current model (cached per graph)."""
