@@ -98,6 +98,9 @@ def test_section_parses_checks_and_survives_emit(tmp_path):
     ("  mutate(widen_mpl, weight = 1)", "unknown mutation 'widen_mpl'"),
     ("  mutate(lr, weight = -1)", "mutation weight must be a number >= 0"),
     ("  mutate(weight = 1)", "`mutate` takes the mutation's name first"),
+    ("  mutate(widen_mlp, by = \"x\")", "mutation 'widen_mlp': 'by' must be a positive integer"),
+    ("  mutate(add_head, by = 2)", "mutation 'add_head' takes no argument 'by'"),
+    ("  mutate(lr, factors = [0.8, -1])", "'factors' must be a list of positive numbers"),
     ("  foo: linear(out = 3)", "`evolve` holds settings"),
 ])
 def test_bad_evolve_settings_are_errors_at_their_line(tmp_path, line, expect, capsys):

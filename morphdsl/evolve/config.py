@@ -77,7 +77,7 @@ class EvolveConfig:
     def from_section(cls, section: dict | None, overrides: dict | None = None) -> "EvolveConfig":
         """Checked settings of a parsed `evolve` section (None: the defaults) and overrides
         (e.g. from the command line; a None value is no override)."""
-        from .mutations import MUTATIONS
+        from .mutations import MUTATIONS, check_args
 
         section = section or {"settings": {}, "mutations": [], "spans": {}}
         spans = section.get("spans", {})
@@ -112,6 +112,9 @@ class EvolveConfig:
                     raise SpecError(f"unknown mutation '{m['name']}'", m.get("span"),
                                     hint=did_you_mean(m["name"], MUTATIONS) or
                                     "mutations: " + ", ".join(sorted(MUTATIONS)))
+                bad = check_args(m["name"], m["kwargs"])
+                if bad:
+                    raise SpecError(bad, m.get("span"), hint="e.g. `mutate(widen_mlp, weight = 2, by = 32)`")
                 w = m["weight"]
                 if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
                     raise SpecError(f"mutation weight must be a number >= 0, got {w!r}", m.get("span"))

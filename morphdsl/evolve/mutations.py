@@ -111,6 +111,30 @@ MUTATIONS = {"widen_mlp": widen_mlp, "prune_units": prune_units, "add_head": add
              "prune_heads": prune_heads, "insert_block": insert_block,
              "remove_block": remove_block, "widen_embed": widen_embed, "lr": lr}
 STRUCTURAL = tuple(n for n in MUTATIONS if n != "lr")
+# the arguments each mutation reads: "int" (a positive integer), "path", "factors"
+ARGS = {"widen_mlp": {"by": "int"}, "prune_units": {"k": "int"}, "add_head": {"n": "int"},
+        "prune_heads": {"k": "int"}, "insert_block": {"target": "path", "max_blocks": "int"},
+        "remove_block": {"target": "path"}, "widen_embed": {"max_dim": "int"},
+        "lr": {"factors": "factors"}}
+assert set(ARGS) == set(MUTATIONS)
+
+
+def check_args(name: str, kwargs: dict) -> str | None:
+    """What is wrong with a mutation's arguments (None: nothing)."""
+    for k, v in kwargs.items():
+        kind = ARGS[name].get(k)
+        if kind is None:
+            known = ", ".join(ARGS[name]) or "none"
+            return f"mutation '{name}' takes no argument '{k}' (its arguments: {known})"
+        ok = {"int": lambda x: isinstance(x, int) and not isinstance(x, bool) and x > 0,
+              "path": lambda x: isinstance(x, str) and bool(x),
+              "factors": lambda x: isinstance(x, list) and bool(x) and all(
+                  isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in x)}[kind]
+        if not ok(v):
+            want = {"int": "a positive integer", "path": "a path like blocks",
+                    "factors": "a list of positive numbers"}[kind]
+            return f"mutation '{name}': '{k}' must be {want}, got {v!r}"
+    return None
 
 
 def choose(g, menu, rng: random.Random, only=None) -> dict:
