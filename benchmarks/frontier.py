@@ -58,7 +58,7 @@ def size_spec(layers: int, d: int, lr: float, out: Path) -> Path:
 
 def _job(name, spec: Path, data, seed, flops, cfg, root: Path, tag: str) -> dict:
     return dict(name=name, data=data, seed=seed, spec=spec, spec_sha=spec_sha(spec), flops=flops,
-                threads=1, eval_every=cfg["eval_every"], run_dir=str(root / f"{data}-{tag}-s{seed}"))
+                code_sha=cfg.get("code_sha"), threads=1, eval_every=cfg["eval_every"], run_dir=str(root / f"{data}-{tag}-s{seed}"))
 
 
 def _run(jobs, n, reuse: dict, log, save=lambda r: None) -> list[dict]:
@@ -70,7 +70,8 @@ def _run(jobs, n, reuse: dict, log, save=lambda r: None) -> list[dict]:
     t0 = time.time()
     with ProcessPoolExecutor(max_workers=n) as ex:
         for j, r in zip(todo, ex.map(run_one, todo)):
-            r.update(budget=j["budget"], lr=j.get("lr"), size=j.get("size"), spec_sha=j["spec_sha"])
+            r.update(budget=j["budget"], lr=j.get("lr"), size=j.get("size"), spec_sha=j["spec_sha"],
+                     code_sha=j.get("code_sha"))
             out.append(r)
             save(r)
             log(f"  {r['data']:12s} {r['name']:18s} x{j['budget']:<5g} seed {r['seed']}: val "
@@ -156,6 +157,11 @@ def analyse(results: list[dict], cfg: dict) -> dict:
                                   "flops_to_same_size": hit[0] / same["flops"] if hit else None})
                 table["schedules"].setdefault(name, {})[budget] = cells
         table["best"] = best_schedule(table, cfg)
+        table["failed"] = [f"{r['name']} x{r['budget']:g} seed {r['seed']}: {f['op']} at step {f['step']}"
+                           for r in rows if r["name"] in cfg["schedules"] for f in r.get("failed") or ()]
+        table["code"] = {kind: sorted({str(r.get("code_sha")) for r in rows
+                                       if bool(r.get("size")) == (kind == "static")})
+                         for kind in ("static", "schedules")}
         out[data] = table
     return out
 
@@ -203,6 +209,11 @@ def report(table: dict, cfg: dict, date: str) -> str:
             lines.append(f"- x{b:g} F: best schedule {v['schedule']}, minus frontier "
                          f"{ms(v['gap'], '{:+.4f}')}, below the frontier on {v['beats']}/{v['seeds']} "
                          f"seeds, frontier FLOPs ratio {ms(v['flops_ratio'], '{:.2f}')}")
+        if t.get("code"):
+            lines.append(f"- trained by code {', '.join(t['code']['static'])} (static runs) and "
+                         f"{', '.join(t['code']['schedules'])} (schedules)")
+        for f in t.get("failed") or ():
+            lines.append(f"- growth FAILED (the run went on without it): {f}")
         if best:
             lines.append(f"- goal (below the frontier at every budget on every seed, FLOPs ratio "
                          f">= 1.25 at the largest): {'met' if best['goal_met'] else 'not met'}")
@@ -288,6 +299,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="+", metavar="LxD", help="static sizes, e.g. 2x64 4x128")
     ap.add_argument("--schedules", nargs="+", help="grow_*.morph names")
     ap.add_argument("--lr-budget", type=float, help="the LR sweep's budget (x F)")
+    ap.add_argument("--reuse-static", action="store_true",
+                    help="reuse results.json's static runs whatever code trained them (each run "
+                         "records its code_sha; the report names them); retrain the rest")
     ap.add_argument("--analyse", action="store_true",
                     help="only re-analyse the runs in --out's results.json (no training)")
     args = ap.parse_args(argv)
@@ -318,10 +332,12 @@ def main(argv=None) -> int:
     old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() and not args.fresh else {}
     if args.analyse:
         return _analyse_only(old, cfg, args, out)
-    reuse = {} if old.get("config", {}).get("code_sha") != cfg["code_sha"] else \
-        {(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"]): r for r in old.get("runs", [])}
+    for r in old.get("runs", []):  # runs of older results carry the file's code_sha
+        r.setdefault("code_sha", old.get("config", {}).get("code_sha"))
+    reuse = {(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"]): r for r in old.get("runs", [])
+             if r["code_sha"] == cfg["code_sha"] or (args.reuse_static and r.get("size"))}
     log = lambda s: print(s, flush=True)  # noqa: E731
-    done = dict(reuse)
+    done = {_key(r): r for r in old.get("runs", [])}  # an interrupted run loses nothing
 
     def save(r):  # results.json holds every finished run at once, complete or not
         done[(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"])] = r
@@ -363,8 +379,10 @@ def main(argv=None) -> int:
     table = analyse(results, cfg)
     (out / "report.md").write_text(report(table, cfg, date) + "\n")
     cfg_out = {**cfg, "best_lr": {f"{k[0][0]}L_d{k[0][1]}/{k[1]}": v for k, v in best_lr.items()}}
+    keep = {_key(r): r for r in old.get("runs", [])}  # runs outside this configuration stay
+    keep.update({_key(r): r for r in swept + results})
     (out / "results.json").write_text(json.dumps({"config": cfg_out, "date": date, "table": table,
-                                                  "runs": list({id(r): r for r in swept + results}.values())},
+                                                  "runs": list(keep.values())},
                                                  indent=1, default=str))
     plot(results, cfg, out / "frontier.png")
     print(report(table, cfg, date))

@@ -80,6 +80,9 @@ def run_one(job: dict) -> dict:
     return {**{k: job[k] for k in ("name", "data", "seed", "spec_sha")}, "curve": curve[1:],
             "events": [{"op": e["op"], "step": e["step"], "flops": e.get("flops"),
                         "params_after": e["params_after"]} for e in events],
+            "failed": [{"op": e["op"], "step": e["step"], "error": e.get("error")}
+                       for e in read_jsonl(Path(job["run_dir"]) / "events.jsonl")
+                       if e.get("type") == "growth_failed"],
             "final": summary["val_loss"], "flops": summary["flops"], "steps": summary["step"],
             "params": summary["params"],
             "wall_s": time.time() - t0}

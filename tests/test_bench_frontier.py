@@ -59,3 +59,17 @@ def test_benchmark_runs_end_to_end(tmp_path):
     assert main(args + ["--analyse"]) == 0
     assert (tmp_path / "report.md").read_text() == text
     assert {r.get("run_dir", r["name"]) for r in json.loads((tmp_path / "results.json").read_text())["runs"]} == before
+    assert f"trained by code {res['config']['code_sha']} (static runs)" in text
+    # --reuse-static: static runs trained by other code are kept (and named in the report),
+    # the schedules are retrained by this code
+    old = json.loads((tmp_path / "results.json").read_text())
+    for r in old["runs"]:
+        r["code_sha"] = "0ldc0de"
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    assert main(args + ["--reuse-static"]) == 0
+    new = json.loads((tmp_path / "results.json").read_text())
+    by_kind = {(r["name"], r["code_sha"]) for r in new["runs"]}
+    assert by_kind == {("static_1L_d32", "0ldc0de"), ("static_1L_d64", "0ldc0de"),
+                       ("grow_last", new["config"]["code_sha"])}
+    text = (tmp_path / "report.md").read_text()
+    assert f"trained by code 0ldc0de (static runs) and {new['config']['code_sha']} (schedules)" in text

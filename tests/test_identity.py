@@ -161,3 +161,39 @@ def test_random_hosts_random_rewrites_are_exact_and_trainable(case, seed):
     opt.step()
     with torch.no_grad():
         assert loss().item() < l0.item()
+
+
+def test_closeness_is_normwise():
+    """Round-off bounded by the output's scale passes; a change of 1e-3 of it, or a NaN, does not."""
+    from morphdsl.verify.identity import close
+
+    b = torch.zeros(4, 8)
+    b[0, 0] = 10.0                      # large logits next to ones near zero
+    a = b.clone()
+    a[3, 5] += 3.3e-5                   # what a reordered float32 sum does (elementwise: fails)
+    assert not torch.allclose(a, b, atol=1e-5, rtol=1e-5) and close(a, b)
+    a[3, 5] = 1e-2                      # 1e-3 of the scale: a wrong transfer
+    assert not close(a, b)
+    a[3, 5] = float("nan")
+    assert not close(a, b)
+    assert not close(torch.zeros(2), torch.zeros(3))
+
+
+def test_widen_embed_of_a_model_with_large_logits_is_certified_and_wrong_weights_are_not():
+    """A trained model's logits are large (here: embeddings x 40, tied head): the exact widen
+    passes; the same widen with one weight of the grown model moved by 1e-2 of its scale fails."""
+    from morphdsl.growth.transaction import GrowthTransaction
+
+    m = tiny(d=32, hidden=128, heads=1)
+    with torch.no_grad():
+        m.get_submodule("tok").weight.mul_(40)
+    r = GrowthTransaction(m, None).apply("widen_embed", {"factor": 2})
+    assert r.report.ok and r.report.max_abs_err < 1e-5 * r.before.abs().max().item() + 1e-5
+    bad = morphdsl.compile(r.module.morph_graph.copy())
+    bad.load_state_dict(r.module.state_dict())
+    with torch.no_grad():
+        w = bad.get_submodule("blocks.0.mlp").fc.weight
+        w[0, 0] += 1e-2 * w.abs().max()
+    rep = identity(m, bad)
+    assert not rep.ok and rep.max_abs_err > 1e-5 * r.before.abs().max().item() + 1e-5
+    assert rep.node == "head"  # the widened blocks have no same-shape node before growth

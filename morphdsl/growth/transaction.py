@@ -139,7 +139,7 @@ class GrowthTransaction:
     @torch.no_grad()
     def _identity(self, old, new, res, what):
         """One forward of each model on the probe; the node-by-node search only on a mismatch."""
-        from ..verify.identity import IdentityReport, identity, sample_inputs
+        from ..verify.identity import IdentityReport, close, identity, sample_inputs
 
         x = sample_inputs(old) if self.probe is None else self.probe
         dev, _ = _device_dtype(old)
@@ -153,7 +153,7 @@ class GrowthTransaction:
         hist = res.graph.history
         same = ya.shape == yb.shape
         err = (ya - yb).abs().max().item() if same else float("inf")
-        if same and torch.allclose(ya, yb, atol=self.atol, rtol=self.atol):
+        if close(ya, yb, self.atol, self.atol):
             return IdentityReport(True, err, rewrite=hist[-1] if hist else None), yb, ya
         rep = identity(old, new, inputs=x, atol=self.atol, rtol=self.atol)
         if res.exact and not rep.ok:
