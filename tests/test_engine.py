@@ -125,9 +125,11 @@ def test_failed_growth_leaves_the_run_exactly_as_without_it(tmp_path):
 
     s = spec(tmp_path)  # the spec's own rule widens at step 20
     rules = morphdsl.build(s).sections["grow"]
-    train_spec(s, tmp_path / "plain", FAST)
-    train_spec(s, tmp_path / "bad", FAST, controllers=[RuleController(rules), BadGrowth()])
+    plain = train_spec(s, tmp_path / "plain", FAST)
+    bad = train_spec(s, tmp_path / "bad", FAST, controllers=[RuleController(rules), BadGrowth()])
     assert metrics(tmp_path / "plain") == metrics(tmp_path / "bad")  # bit for bit
+    assert (plain["growth_failed"], bad["growth_failed"]) == (0, 4)  # the summary says so
+    assert plain["growth_events"] == bad["growth_events"] >= 1
     good = [e for e in read_jsonl(tmp_path / "plain/events.jsonl")]
     events = read_jsonl(tmp_path / "bad/events.jsonl")
     assert [e for e in events if e["type"] == "growth"] == good

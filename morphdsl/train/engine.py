@@ -345,11 +345,11 @@ class Engine(Growing, Schedule):
     def finish(self) -> dict:
         self.emit("on_train_end")
         final = self.val_history[-1][1] if self.val_history else self.evaluate()
+        kinds = [e.get("type") for e in read_jsonl(self.run_dir / "events.jsonl")]
         return {"step": self.step, "tokens": self.tokens, "flops": self.flops, "val_loss": final,
                 "val_ppl": math.exp(min(final, 50)), "params": n_params(self.model),
-                "time_s": time.time() - self._t_start,
-                "growth_events": sum(1 for e in read_jsonl(self.run_dir / "events.jsonl")
-                                     if e.get("type") == "growth")}
+                "time_s": time.time() - self._t_start, "growth_events": kinds.count("growth"),
+                "growth_failed": kinds.count("growth_failed")}  # skipped growths: see events.jsonl
 
 
 def read_jsonl(path) -> list[dict]:

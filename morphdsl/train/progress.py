@@ -100,6 +100,8 @@ class Reporter:
             if self.summary:
                 print(f"step {summary['step']}: final val loss {summary['val_loss']:.4f}, "
                       f"{summary['params']:,} params, {summary['growth_events']} growth events, "
+                      + (f"{summary['growth_failed']} FAILED (skipped; see events.jsonl), "
+                         if summary.get("growth_failed") else "") +
                       f"{summary['time_s']:.1f} s" + (f" ({run_dir})" if run_dir else ""), flush=True)
             return
         table = Table(title="training summary", show_header=False)
@@ -109,6 +111,8 @@ class Reporter:
                 ("val perplexity", f"{summary['val_ppl']:.2f}"),
                 ("params", f"{summary['params']:,}"),
                 ("growth events", str(summary["growth_events"])),
+                *([("growth failed", f"{summary['growth_failed']} (skipped; see events.jsonl)")]
+                  if summary.get("growth_failed") else []),
                 ("time", f"{summary['time_s']:.1f} s")]
         if run_dir is not None:
             rows.append(("run dir", str(run_dir)))
