@@ -3,6 +3,8 @@
     python -m benchmarks.frontier            # the full run (see FULL; runs are reused when the
                                              # spec text, settings and morphdsl source match)
     python -m benchmarks.frontier --quick    # 1 seed, small budgets, 2 sizes, < 10 min
+    python -m benchmarks.frontier --reuse-static   # keep the static runs of results.json
+                                             # (trained by other code); retrain the schedules
 
 A static family (SIZES: layers x width, each with the LR of the better of two values on a short
 run) trains at every FLOPs budget (BUDGETS x F, F = the growth benchmark's static budget) with
@@ -330,17 +332,17 @@ def main(argv=None) -> int:
     largest = max(cfg["sizes"])
     cfg.update(F=F, code_sha=code_sha(), target=size_name(4, 128) if (4, 128) in cfg["sizes"] else size_name(*largest))
     old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() and not args.fresh else {}
-    if args.analyse:
-        return _analyse_only(old, cfg, args, out)
     for r in old.get("runs", []):  # runs of older results carry the file's code_sha
         r.setdefault("code_sha", old.get("config", {}).get("code_sha"))
-    reuse = {(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"]): r for r in old.get("runs", [])
+    if args.analyse:
+        return _analyse_only(old, cfg, args, out)
+    reuse = {_key(r): r for r in old.get("runs", [])
              if r["code_sha"] == cfg["code_sha"] or (args.reuse_static and r.get("size"))}
     log = lambda s: print(s, flush=True)  # noqa: E731
     done = {_key(r): r for r in old.get("runs", [])}  # an interrupted run loses nothing
 
     def save(r):  # results.json holds every finished run at once, complete or not
-        done[(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"])] = r
+        done[_key(r)] = r
         tmp = out / "results.json.tmp"
         tmp.write_text(json.dumps({"config": {"code_sha": cfg["code_sha"]}, "partial": True,
                                    "runs": list(done.values())}, default=str))
@@ -354,7 +356,7 @@ def main(argv=None) -> int:
                          cfg["lr_budget"] * F, cfg, root, f"lr-{size_name(layers, d)}-{lr:g}")
                 sweep.append({**j, "budget": cfg["lr_budget"], "lr": lr, "size": (layers, d)})
     swept = _run(sweep, args.jobs, reuse, log, save)
-    reuse.update({(r["name"], r["data"], r["seed"], r["budget"], r["spec_sha"]): r for r in swept})
+    reuse.update({_key(r): r for r in swept})
     best_lr = {}
     for r in swept:
         k = (tuple(r["size"]), r["data"])
@@ -379,10 +381,9 @@ def main(argv=None) -> int:
     table = analyse(results, cfg)
     (out / "report.md").write_text(report(table, cfg, date) + "\n")
     cfg_out = {**cfg, "best_lr": {f"{k[0][0]}L_d{k[0][1]}/{k[1]}": v for k, v in best_lr.items()}}
-    keep = {_key(r): r for r in old.get("runs", [])}  # runs outside this configuration stay
-    keep.update({_key(r): r for r in swept + results})
+    # every run: this configuration's and, as in the partial saves, those outside it
     (out / "results.json").write_text(json.dumps({"config": cfg_out, "date": date, "table": table,
-                                                  "runs": list(keep.values())},
+                                                  "runs": list(done.values())},
                                                  indent=1, default=str))
     plot(results, cfg, out / "frontier.png")
     print(report(table, cfg, date))

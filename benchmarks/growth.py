@@ -75,14 +75,13 @@ def run_one(job: dict) -> dict:
     rows = read_jsonl(Path(job["run_dir"]) / "metrics.jsonl")
     curve = [(0, 0.0, None)] + [(r["flops"], r["train_s"], r["val_loss"]) for r in rows
                                  if "val_loss" in r]
-    events = [e for e in read_jsonl(Path(job["run_dir"]) / "events.jsonl")
-              if e.get("type") == "growth"]
+    log = read_jsonl(Path(job["run_dir"]) / "events.jsonl")
+    events = [e for e in log if e.get("type") == "growth"]
     return {**{k: job[k] for k in ("name", "data", "seed", "spec_sha")}, "curve": curve[1:],
             "events": [{"op": e["op"], "step": e["step"], "flops": e.get("flops"),
                         "params_after": e["params_after"]} for e in events],
             "failed": [{"op": e["op"], "step": e["step"], "error": e.get("error")}
-                       for e in read_jsonl(Path(job["run_dir"]) / "events.jsonl")
-                       if e.get("type") == "growth_failed"],
+                       for e in log if e.get("type") == "growth_failed"],
             "final": summary["val_loss"], "flops": summary["flops"], "steps": summary["step"],
             "params": summary["params"],
             "wall_s": time.time() - t0}

@@ -73,3 +73,11 @@ def test_benchmark_runs_end_to_end(tmp_path):
                        ("grow_last", new["config"]["code_sha"])}
     text = (tmp_path / "report.md").read_text()
     assert f"trained by code 0ldc0de (static runs) and {new['config']['code_sha']} (schedules)" in text
+    # a growth that failed in a run is listed in the report (here: marked by hand, --analyse)
+    for r in new["runs"]:
+        if r["name"] == "grow_last":
+            r["failed"] = [{"op": "widen_embed", "step": 7, "error": "identity FAILED"}]
+    (tmp_path / "results.json").write_text(json.dumps(new))
+    assert main(args + ["--analyse"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "- growth FAILED (the run went on without it): grow_last x0.0015 seed 0: widen_embed at step 7" in text
