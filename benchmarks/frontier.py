@@ -108,6 +108,8 @@ def frontier_needs(points: dict, loss: float) -> tuple[float, bool]:
             return math.exp(math.log(a) + (la - loss) / (la - lb) * (math.log(b) - math.log(a))), False
     if loss >= points[xs[0]]:  # worse than the smallest budget's: at most that (flagged)
         return xs[0], True
+    if len(xs) < 2:  # one budget: nothing to extrapolate along
+        return math.nan, True
     a, b = xs[-2], xs[-1]
     slope = (points[b] - points[a]) / (math.log(b) - math.log(a))  # nats per e-fold of FLOPs
     if slope >= 0:
@@ -271,15 +273,12 @@ def _analyse_only(old: dict, cfg: dict, args, out: Path) -> int:
     if not old.get("runs"):
         raise SystemExit(f"no runs in {out / 'results.json'}")
     sizes = {size_name(*s) for s in cfg["sizes"]}
-    best = {}  # (size, data) -> (lr, loss): the LR sweep's winner, as in main()
-    for r in old["runs"]:
-        if r.get("size") and r["seed"] == 0 and r["budget"] == cfg["lr_budget"]:
-            k = (tuple(r["size"]), r["data"])
-            if k not in best or r["final"] < best[k][1]:
-                best[k] = (r["lr"], r["final"])
+    best = pick_lrs([r for r in old["runs"] if r.get("size") and r["seed"] == 0
+                     and (cfg["lr_per_budget"] or r["budget"] == cfg["lr_budget"])
+                     and r.get("lr") in cfg["lrs"]], cfg["lr_per_budget"])
     keep = [r for r in old["runs"] if r["data"] in args.data and r["seed"] < cfg["seeds"]
             and r["budget"] in cfg["budgets"] and (r["name"] in cfg["schedules"] or r["name"] in sizes)
-            and (not r.get("size") or r["lr"] == best[(tuple(r["size"]), r["data"])][0])]
+            and (not r.get("size") or r["lr"] == best.get(_lr_key(r, cfg["lr_per_budget"]), (None,))[0])]
     cfg = {**cfg, "code_sha": old.get("config", {}).get("code_sha")}
     date = old.get("date") or time.strftime("%Y-%m-%d")
     table = analyse(keep, cfg)
@@ -287,6 +286,20 @@ def _analyse_only(old: dict, cfg: dict, args, out: Path) -> int:
     plot(keep, cfg, out / "frontier.png")
     print(report(table, cfg, date))
     return 0
+
+
+def _lr_key(r, per_budget: bool) -> tuple:
+    return (tuple(r["size"]), r["data"]) + ((r["budget"],) if per_budget else ())
+
+
+def pick_lrs(swept: list[dict], per_budget: bool) -> dict:
+    """The LR sweep's winners: (size, data[, budget]) -> (lr, final loss) of the seed-0 runs."""
+    best = {}
+    for r in swept:
+        k = _lr_key(r, per_budget)
+        if k not in best or r["final"] < best[k][1]:
+            best[k] = (r["lr"], r["final"])
+    return best
 
 
 def main(argv=None) -> int:
@@ -301,6 +314,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="+", metavar="LxD", help="static sizes, e.g. 2x64 4x128")
     ap.add_argument("--schedules", nargs="+", help="grow_*.morph names")
     ap.add_argument("--lr-budget", type=float, help="the LR sweep's budget (x F)")
+    ap.add_argument("--lrs", type=float, nargs="+",
+                    help=f"the LR sweep's values at lr_width 128 (default {' '.join(map(str, LRS))})")
+    ap.add_argument("--lr-per-budget", action="store_true",
+                    help="sweep the LRs at every budget (seed 0) and train each budget with its "
+                         "own best, instead of one sweep at --lr-budget")
     ap.add_argument("--reuse-static", action="store_true",
                     help="reuse results.json's static runs whatever code trained them (each run "
                          "records its code_sha; the report names them); retrain the rest")
@@ -324,6 +342,8 @@ def main(argv=None) -> int:
         cfg["schedules"] = tuple(args.schedules)
     if args.lr_budget:
         cfg["lr_budget"] = args.lr_budget
+    cfg["lrs"] = tuple(args.lrs or LRS)
+    cfg["lr_per_budget"] = bool(args.lr_per_budget)
     out = Path(args.out or ROOT / ("runs/bench-frontier-quick" if args.quick else "benchmarks/results/frontier"))
     root = out / "runs"
     out.mkdir(parents=True, exist_ok=True)
@@ -347,28 +367,29 @@ def main(argv=None) -> int:
         tmp.write_text(json.dumps({"config": {"code_sha": cfg["code_sha"]}, "partial": True,
                                    "runs": list(done.values())}, default=str))
         tmp.replace(out / "results.json")
-    # 1. the LR of each size: the better of LRS (scaled 1 / width) on a short run, seed 0
+    # 1. the LR of each size: the best of --lrs (scaled 1 / width) on seed 0, on a short run
+    #    (--lr-budget) or, with --lr-per-budget, at every budget
     sweep = []
     for layers, d in cfg["sizes"]:
-        for lr in LRS:
+        for lr in cfg["lrs"]:
             for data in args.data:
-                j = _job(size_name(layers, d), size_spec(layers, d, lr, root / "specs"), data, 0,
-                         cfg["lr_budget"] * F, cfg, root, f"lr-{size_name(layers, d)}-{lr:g}")
-                sweep.append({**j, "budget": cfg["lr_budget"], "lr": lr, "size": (layers, d)})
+                for b in cfg["budgets"] if cfg["lr_per_budget"] else (cfg["lr_budget"],):
+                    # the tag of a one-budget sweep is the old one, so its runs are reused
+                    tag = f"lr-{size_name(layers, d)}-{lr:g}" if not cfg["lr_per_budget"] else \
+                        f"{size_name(layers, d)}-x{b:g}-lr{lr:g}"
+                    j = _job(size_name(layers, d), size_spec(layers, d, lr, root / "specs"), data, 0,
+                             b * F, cfg, root, tag)
+                    sweep.append({**j, "budget": b, "lr": lr, "size": (layers, d)})
     swept = _run(sweep, args.jobs, reuse, log, save)
     reuse.update({_key(r): r for r in swept})
-    best_lr = {}
-    for r in swept:
-        k = (tuple(r["size"]), r["data"])
-        if k not in best_lr or r["final"] < best_lr[k][1]:
-            best_lr[k] = (r["lr"], r["final"])
+    best_lr = pick_lrs(swept, cfg["lr_per_budget"])
     # 2. every size at every budget with its LR; 3. the schedules at every budget
     jobs = []
     for seed in range(cfg["seeds"]):
         for data in args.data:
             for b in cfg["budgets"]:
                 for layers, d in cfg["sizes"]:
-                    lr = best_lr[((layers, d), data)][0]
+                    lr = best_lr[((layers, d), data) + ((b,) if cfg["lr_per_budget"] else ())][0]
                     spec = size_spec(layers, d, lr, root / "specs")
                     jobs.append({**_job(size_name(layers, d), spec, data, seed, b * F, cfg, root,
                                         f"{size_name(layers, d)}-x{b:g}"), "budget": b, "lr": lr,
@@ -380,7 +401,8 @@ def main(argv=None) -> int:
     date = time.strftime("%Y-%m-%d")
     table = analyse(results, cfg)
     (out / "report.md").write_text(report(table, cfg, date) + "\n")
-    cfg_out = {**cfg, "best_lr": {f"{k[0][0]}L_d{k[0][1]}/{k[1]}": v for k, v in best_lr.items()}}
+    cfg_out = {**cfg, "best_lr": {"/".join([f"{k[0][0]}L_d{k[0][1]}", k[1]] + [f"x{b:g}" for b in k[2:]]): v
+                                  for k, v in best_lr.items()}}
     # every run: this configuration's and, as in the partial saves, those outside it
     (out / "results.json").write_text(json.dumps({"config": cfg_out, "date": date, "table": table,
                                                   "runs": list(done.values())},

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from benchmarks.frontier import frontier_at, frontier_needs, main
+from benchmarks.frontier import frontier_at, frontier_needs, main, pick_lrs
 from tests.test_train import _env, cache  # noqa: F401
 
 POINTS = {1e10: 2.0, 1e11: 1.5, 1e12: 1.2}  # budget FLOPs -> the frontier's final loss
@@ -29,6 +29,35 @@ def test_frontier_needs_interpolates_and_flags_extrapolation():
     assert frontier_needs(POINTS, 3.0) == (1e10, True)  # worse than the smallest budget: a bound
     flat = {1e10: 1.0, 1e11: 1.0}
     assert frontier_needs(flat, 0.5) == (math.inf, True)
+    f, extra = frontier_needs({1e10: 1.0}, 0.5)  # one budget: no slope to extend
+    assert math.isnan(f) and extra
+
+
+def test_lr_sweep_picks_per_size_and_data_or_per_budget():
+    runs = [dict(size=[2, 64], data="stories", budget=b, lr=lr, final=loss)
+            for b, lr, loss in ((0.1, 3e-3, 0.50), (0.1, 6e-3, 0.40), (0.2, 3e-3, 0.20),
+                                (0.2, 6e-3, 0.30))]
+    assert pick_lrs(runs, per_budget=False) == {((2, 64), "stories"): (3e-3, 0.20)}
+    assert pick_lrs(runs, per_budget=True) == {((2, 64), "stories", 0.1): (6e-3, 0.40),
+                                               ((2, 64), "stories", 0.2): (3e-3, 0.20)}
+
+
+def test_lr_per_budget_trains_each_budget_with_its_own_best(tmp_path):
+    args = ["--seeds", "2", "--data", "stories", "--jobs", "1", "--budgets", "0.0015", "0.003",
+            "--sizes", "1x32", "--schedules", "grow_last", "--lrs", "1e-3", "2.4e-2",
+            "--lr-per-budget", "--out", str(tmp_path)]
+    assert main(args) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    static = [r for r in res["runs"] if r["name"] == "static_1L_d32"]
+    for b in (0.0015, 0.003):  # seed 0 tried both LRs at this budget; seed 1 trained the better
+        s0 = {r["lr"]: r["final"] for r in static if r["seed"] == 0 and r["budget"] == b}
+        assert set(s0) == {1e-3, 2.4e-2}
+        (s1,) = [r for r in static if r["seed"] == 1 and r["budget"] == b]
+        assert s1["lr"] == min(s0, key=s0.get)
+        assert res["config"]["best_lr"][f"1L_d32/stories/x{b:g}"] == [s1["lr"], min(s0.values())]
+    text = (tmp_path / "report.md").read_text()
+    assert main(args + ["--analyse"]) == 0  # the analysis picks the same LRs
+    assert (tmp_path / "report.md").read_text() == text
 
 
 def test_benchmark_runs_end_to_end(tmp_path):

@@ -160,3 +160,23 @@ def test_bad_progress_trigger_and_cli_flops(tmp_path, capsys):
                  "--out", str(tmp_path / "b")]) == 0
     rows = read_jsonl(tmp_path / "b/metrics.jsonl")
     assert rows[-1]["step"] == 12 and rows[-1]["flops"] == budget
+
+
+def test_flops_trigger_fires_once_at_its_compute(tmp_path, capsys):
+    """flops(N) fires at the first step whose FLOPs reach N, whatever the budget, and once."""
+    from morphdsl.cli import main
+    from tests.test_train import spec as mk
+
+    g = morphdsl.build(mk(tmp_path, ""))
+    per = train_flops(g, 8, 32)
+    at = 7.5 * per
+    for budget in (20, 40):
+        p = mk(tmp_path, f"  flops({at}) -> widen_mlp(blocks.*.mlp, by = 32)")
+        run = tmp_path / f"run{budget}"
+        train_spec(p, run, {"flops": budget * per, "steps": 10**6, "sample_tokens": 0})
+        (e,) = read_jsonl(run / "events.jsonl")
+        assert e["step"] == 8 and at <= e["flops"] < at + per  # step 8 is the first past 7.5
+    p = mk(tmp_path, "  flops(0) -> widen_mlp(blocks.*.mlp, by = 32)")
+    assert main(["train", p, "--out", str(tmp_path / "r")]) != 0
+    err = capsys.readouterr().err
+    assert "tiny.morph:" in err and "flops(N) needs N > 0" in err and "Traceback" not in err

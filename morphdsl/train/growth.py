@@ -132,6 +132,26 @@ class ProgressTrigger(Trigger):
         self.state["fired"] = True
 
 
+class FlopsTrigger(Trigger):
+    """flops(N): once, after the first step at which the run's training FLOPs reach N. Where
+    `progress(F)` scales a schedule with the budget, this fixes the growth point in compute,
+    whatever the budget: the point where the small model stops being the better buy per FLOP
+    is a property of the two sizes, not of the run's length (docs/growth.md §9)."""
+
+    def __init__(self, n: float):
+        super().__init__()
+        if not float(n) > 0.0:
+            raise ValueError(f"flops(N) needs N > 0, got {n}")
+        self.n = float(n)
+        self.state = {"fired": False}
+
+    def ready(self, s):
+        return s.event == "step" and not self.state["fired"] and s.flops >= self.n
+
+    def fire(self):
+        self.state["fired"] = True
+
+
 class PlateauTrigger(Trigger):
     """plateau(patience, min_delta, cooldown, max_params, times): on evaluation, when the
     relative improvement over the best validation loss stays below `min_delta` for `patience`
@@ -210,7 +230,7 @@ class FrozenTrigger(Trigger):
 
 
 TRIGGERS = {"step": StepTrigger, "every": EveryTrigger, "progress": ProgressTrigger,
-            "plateau": PlateauTrigger, "frozen": FrozenTrigger}
+            "flops": FlopsTrigger, "plateau": PlateauTrigger, "frozen": FrozenTrigger}
 
 
 def make_trigger(spec: dict, span=None) -> Trigger:
@@ -222,7 +242,7 @@ def make_trigger(spec: dict, span=None) -> Trigger:
         return TRIGGERS[name](*spec.get("args", []), **spec.get("kwargs", {}))
     except (TypeError, ValueError) as e:
         raise MorphError(f"bad arguments to trigger {name}(): {e}", span=spec.get("span") or span,
-                         hint="step(N), every(N), progress(F), plateau(patience=3, min_delta=0.005, "
+                         hint="step(N), every(N), progress(F), flops(N), plateau(patience=3, min_delta=0.005, "
                               "cooldown=100, max_params=None, times=None), frozen(share=0.8, "
                               "per=\"hull\", cooldown=50)") from None
 
