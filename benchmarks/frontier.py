@@ -33,7 +33,8 @@ from .growth import DATASETS, ROOT, SPECS, code_sha, ms, reach, run_one, spec_sh
 # at 1 thread here) = 4 sizes x (0.125 + 0.25 + 0.5) x 6 (3 seeds x 2 data sets) = 21, the two
 # schedules 10.5, the LR sweep's second LR 1 (its first LR is the seed-0 run at 0.125 F, reused):
 # 32.5 F, about 2.2 h with 2 at a time. `--budgets 0.25 0.5 1 --sizes ... 4x192` runs larger.
-SIZES = ((2, 64), (2, 128), (3, 128), (4, 128))
+# 2L/d64/m8 (an MLP of 8 x d) is the end size of grow_wide, and on stories the better 2L/d64.
+SIZES = ((2, 64), (2, 64, 8), (2, 128), (3, 128), (4, 128))
 LRS = (6e-3, 1.2e-2)            # at d = 128 (lr_width = 128): the sweep per size
 BUDGETS = (0.125, 0.25, 0.5)    # x F
 SCHEDULES = ("grow_last", "grow_plateau")
@@ -42,17 +43,36 @@ QUICK = dict(seeds=1, sizes=((2, 64), (2, 128)), budgets=(0.02, 0.04), schedules
              lr_budget=0.02, eval_every=25)
 
 
-def size_name(layers: int, d: int) -> str:
-    return f"static_{layers}L_d{d}"
+def size_name(layers: int, d: int, mlp: int = 4) -> str:
+    """static_2L_d64, or static_2L_d64_m8 for an MLP of 8 x d (a size is (layers, d[, mlp]))."""
+    return f"static_{layers}L_d{d}" + (f"_m{mlp}" if mlp != 4 else "")
 
 
-def size_spec(layers: int, d: int, lr: float, out: Path) -> Path:
-    """specs/bench/static.morph with `layers` blocks of width d (heads of 32 channels)."""
+def size_label(size) -> str:
+    """2L/d64, 2L/d64/m8."""
+    return size_name(*size)[len("static_"):].replace("_", "/")
+
+
+def parse_size(text: str) -> tuple:
+    """'2x64' -> (2, 64); '2x64m8' -> (2, 64, 8) (an MLP of 8 x d; m4 is the default)."""
+    m = re.fullmatch(r"(\d+)x(\d+)(?:m(\d+))?", text.strip().lower())
+    if not m:
+        raise ValueError(text)
+    layers, d, mlp = int(m[1]), int(m[2]), int(m[3] or 4)
+    return (layers, d) if mlp == 4 else (layers, d, mlp)
+
+
+def size_spec(layers: int, d: int, lr: float, out: Path, mlp: int = 4) -> Path:
+    """specs/bench/static.morph with `layers` blocks of width d (heads of 32 channels) and an
+    MLP of mlp x d."""
     text = (SPECS / "static.morph").read_text()
     for key, val in (("d", d), ("heads", max(1, d // 32)), ("layers", layers)):
         text = re.sub(rf"^{key}\s*=\s*\d+", f"{key} = {val}", text, count=1, flags=re.M)
     text = re.sub(r"^(\s*lr\s*=\s*)[0-9.e-]+.*$", rf"\g<1>{lr!r}", text, count=1, flags=re.M)
-    p = out / f"{size_name(layers, d)}_lr{lr:g}.morph"
+    if mlp != 4:
+        text, n = re.subn(r"hidden = 4 \* d", f"hidden = {mlp} * d", text)
+        assert n == 1, "static.morph's MLP is no longer `hidden = 4 * d`"
+    p = out / f"{size_name(layers, d, mlp)}_lr{lr:g}.morph"
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(text)
     return p
@@ -192,7 +212,7 @@ def best_schedule(table: dict, cfg: dict) -> dict:
 def report(table: dict, cfg: dict, date: str) -> str:
     lines = [f"Frontier benchmark, {date}: budgets {', '.join(f'{b:g}' for b in cfg['budgets'])} x F "
              f"(F = {cfg['F']:.3g} FLOPs), static sizes "
-             f"{', '.join(f'{l}L/d{d}' for l, d in cfg['sizes'])}, {cfg['seeds']} seed(s).", ""]
+             f"{', '.join(size_label(s) for s in cfg['sizes'])}, {cfg['seeds']} seed(s).", ""]
     for data, t in table.items():
         lines += [f"**{data}**", "", "| run | budget | final loss | minus frontier | frontier FLOPs "
                   "ratio | frontier seconds ratio | FLOPs to same-size static loss |",
@@ -236,15 +256,15 @@ def plot(results: list[dict], cfg: dict, path: Path) -> None:
     for ax, data in zip(axes[0], datas):
         rows = [r for r in results if r["data"] == data]
         means = {}  # (size, budget) -> the seed mean of its final loss
-        for i, (layers, d) in enumerate(cfg["sizes"]):
+        for i, size in enumerate(cfg["sizes"]):
             for b in cfg["budgets"]:
-                got = [r["final"] for r in rows if r["name"] == size_name(layers, d)
+                got = [r["final"] for r in rows if r["name"] == size_name(*size)
                        and abs(math.log(r["flops"] / (b * cfg["F"]))) < 0.05]
                 if got:
-                    means[(layers, d), b] = sum(got) / len(got)
-            pts = sorted((b * cfg["F"], v) for (sz, b), v in means.items() if sz == (layers, d))
+                    means[size, b] = sum(got) / len(got)
+            pts = sorted((b * cfg["F"], v) for (sz, b), v in means.items() if sz == size)
             if pts:
-                ax.plot(*zip(*pts), "o--", color=f"C{i}", alpha=0.7, label=f"static {layers}L/d{d}")
+                ax.plot(*zip(*pts), "o--", color=f"C{i}", alpha=0.7, label=f"static {size_label(size)}")
         fr = sorted((b * cfg["F"], min(v for (_, b2), v in means.items() if b2 == b))
                     for b in cfg["budgets"] if any(b2 == b for _, b2 in means))
         ax.plot(*zip(*fr), "-", color="black", lw=2.5, label="static frontier (seed mean: min)")
@@ -332,9 +352,9 @@ def main(argv=None) -> int:
         cfg["budgets"] = tuple(sorted(args.budgets))
     if args.sizes:
         try:
-            cfg["sizes"] = tuple(tuple(int(x) for x in s.lower().split("x")) for s in args.sizes)
+            cfg["sizes"] = tuple(parse_size(s) for s in args.sizes)
         except ValueError:
-            ap.error("--sizes takes LAYERSxWIDTH, e.g. 2x64")
+            ap.error("--sizes takes LAYERSxWIDTH[mMLP], e.g. 2x64 or 2x64m8 (an 8 x d MLP)")
     if args.schedules:
         unknown = [n for n in args.schedules if not (SPECS / f"{n}.morph").exists()]
         if unknown:
@@ -370,16 +390,16 @@ def main(argv=None) -> int:
     # 1. the LR of each size: the best of --lrs (scaled 1 / width) on seed 0, on a short run
     #    (--lr-budget) or, with --lr-per-budget, at every budget
     sweep = []
-    for layers, d in cfg["sizes"]:
+    for size in cfg["sizes"]:
+        name = size_name(*size)
         for lr in cfg["lrs"]:
             for data in args.data:
                 for b in cfg["budgets"] if cfg["lr_per_budget"] else (cfg["lr_budget"],):
                     # the tag of a one-budget sweep is the old one, so its runs are reused
-                    tag = f"lr-{size_name(layers, d)}-{lr:g}" if not cfg["lr_per_budget"] else \
-                        f"{size_name(layers, d)}-x{b:g}-lr{lr:g}"
-                    j = _job(size_name(layers, d), size_spec(layers, d, lr, root / "specs"), data, 0,
+                    tag = f"lr-{name}-{lr:g}" if not cfg["lr_per_budget"] else f"{name}-x{b:g}-lr{lr:g}"
+                    j = _job(name, size_spec(*size[:2], lr, root / "specs", *size[2:]), data, 0,
                              b * F, cfg, root, tag)
-                    sweep.append({**j, "budget": b, "lr": lr, "size": (layers, d)})
+                    sweep.append({**j, "budget": b, "lr": lr, "size": size})
     swept = _run(sweep, args.jobs, reuse, log, save)
     reuse.update({_key(r): r for r in swept})
     best_lr = pick_lrs(swept, cfg["lr_per_budget"])
@@ -388,12 +408,12 @@ def main(argv=None) -> int:
     for seed in range(cfg["seeds"]):
         for data in args.data:
             for b in cfg["budgets"]:
-                for layers, d in cfg["sizes"]:
-                    lr = best_lr[((layers, d), data) + ((b,) if cfg["lr_per_budget"] else ())][0]
-                    spec = size_spec(layers, d, lr, root / "specs")
-                    jobs.append({**_job(size_name(layers, d), spec, data, seed, b * F, cfg, root,
-                                        f"{size_name(layers, d)}-x{b:g}"), "budget": b, "lr": lr,
-                                 "size": (layers, d)})
+                for size in cfg["sizes"]:
+                    lr = best_lr[(size, data) + ((b,) if cfg["lr_per_budget"] else ())][0]
+                    spec = size_spec(*size[:2], lr, root / "specs", *size[2:])
+                    jobs.append({**_job(size_name(*size), spec, data, seed, b * F, cfg, root,
+                                        f"{size_name(*size)}-x{b:g}"), "budget": b, "lr": lr,
+                                 "size": size})
                 for name in cfg["schedules"]:
                     jobs.append({**_job(name, SPECS / f"{name}.morph", data, seed, b * F, cfg, root,
                                         f"{name}-x{b:g}"), "budget": b})
@@ -401,7 +421,7 @@ def main(argv=None) -> int:
     date = time.strftime("%Y-%m-%d")
     table = analyse(results, cfg)
     (out / "report.md").write_text(report(table, cfg, date) + "\n")
-    cfg_out = {**cfg, "best_lr": {"/".join([f"{k[0][0]}L_d{k[0][1]}", k[1]] + [f"x{b:g}" for b in k[2:]]): v
+    cfg_out = {**cfg, "best_lr": {"/".join([size_name(*k[0])[len("static_"):], k[1]] + [f"x{b:g}" for b in k[2:]]): v
                                   for k, v in best_lr.items()}}
     # every run: this configuration's and, as in the partial saves, those outside it
     (out / "results.json").write_text(json.dumps({"config": cfg_out, "date": date, "table": table,

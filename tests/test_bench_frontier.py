@@ -7,7 +7,9 @@ import math
 
 import pytest
 
-from benchmarks.frontier import frontier_at, frontier_needs, main, pick_lrs
+import morphdsl
+from benchmarks.frontier import (frontier_at, frontier_needs, main, parse_size, pick_lrs, size_label,
+                                size_name, size_spec)
 from tests.test_train import _env, cache  # noqa: F401
 
 POINTS = {1e10: 2.0, 1e11: 1.5, 1e12: 1.2}  # budget FLOPs -> the frontier's final loss
@@ -110,3 +112,14 @@ def test_benchmark_runs_end_to_end(tmp_path):
     assert main(args + ["--analyse"]) == 0
     text = (tmp_path / "report.md").read_text()
     assert "- growth FAILED (the run went on without it): grow_last x0.0015 seed 0: widen_embed at step 7" in text
+
+
+def test_sizes_name_an_mlp_multiplier(tmp_path):
+    assert parse_size("2x64") == (2, 64) and parse_size("2x64m4") == (2, 64)
+    assert parse_size("2x64M8") == (2, 64, 8) and size_name(2, 64, 8) == "static_2L_d64_m8"
+    assert size_label((2, 64, 8)) == "2L/d64/m8" and size_label((4, 128)) == "4L/d128"
+    with pytest.raises(ValueError):
+        parse_size("2x64x8")
+    base = morphdsl.build(size_spec(2, 64, 6e-3, tmp_path)).n_params()
+    wide = morphdsl.build(size_spec(2, 64, 6e-3, tmp_path, mlp=8)).n_params()
+    assert wide - base == 2 * (2 * 64 * 256 + 256)  # 2 blocks: 256 more hidden units, in and out

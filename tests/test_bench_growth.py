@@ -89,14 +89,16 @@ SCHEDULES = sorted(p.stem for p in (ROOT / "specs" / "bench").glob("grow_*.morph
 def test_every_schedule_grows_into_exactly_the_static_architecture(name, tmp_path):
     """The benchmark's premise: each grow_*.morph, with all its rules applied in order, is the
     static model (same parameter names and shapes), and every step is function-preserving.
-    grow_small's target is the frontier's 2L/d64 static size (benchmarks.frontier)."""
+    grow_small's target is the frontier's 2L/d64 static size, grow_wide's its 2L/d64/m8 (an
+    8 x d MLP; benchmarks.frontier)."""
     import morphdsl
     from benchmarks.frontier import size_spec
     from morphdsl.rewrites import grow
 
     g = morphdsl.build(ROOT / "specs" / "bench" / f"{name}.morph")
-    want = size_spec(2, 64, 6e-3, tmp_path) if name == "grow_small" else \
-        ROOT / "specs" / "bench" / "static.morph"
+    want = {"grow_small": size_spec(2, 64, 6e-3, tmp_path),
+            "grow_wide": size_spec(2, 64, 6e-3, tmp_path, mlp=8)}.get(
+        name, ROOT / "specs" / "bench" / "static.morph")
     assert g.n_params() < morphdsl.build(want).n_params() / 3
     for rule in g.sections["grow"]:
         for a in rule["actions"]:
