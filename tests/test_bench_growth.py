@@ -97,7 +97,8 @@ def test_every_schedule_grows_into_exactly_the_static_architecture(name, tmp_pat
 
     g = morphdsl.build(ROOT / "specs" / "bench" / f"{name}.morph")
     want = {"grow_small": size_spec(2, 64, 6e-3, tmp_path),
-            "grow_wide": size_spec(2, 64, 6e-3, tmp_path, mlp=8)}.get(
+            "grow_wide": size_spec(2, 64, 6e-3, tmp_path, mlp=8),
+            "grow_wide_lr2": size_spec(2, 64, 6e-3, tmp_path, mlp=8)}.get(
         name, ROOT / "specs" / "bench" / "static.morph")
     assert g.n_params() < morphdsl.build(want).n_params() / 3
     for rule in g.sections["grow"]:
