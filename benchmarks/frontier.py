@@ -303,9 +303,18 @@ def _analyse_only(old: dict, cfg: dict, args, out: Path) -> int:
     date = old.get("date") or time.strftime("%Y-%m-%d")
     table = analyse(keep, cfg)
     (out / "report.md").write_text(report(table, cfg, date) + "\n")
+    # results.json: this analysis's configuration and table; every run kept
+    (out / "results.json").write_text(json.dumps({"config": {**cfg, "best_lr": _best_lr_json(best)},
+                                                  "date": date, "table": table, "runs": old["runs"]},
+                                                 indent=1, default=str))
     plot(keep, cfg, out / "frontier.png")
     print(report(table, cfg, date))
     return 0
+
+
+def _best_lr_json(best: dict) -> dict:
+    return {"/".join([size_name(*k[0])[len("static_"):], k[1]] + [f"x{b:g}" for b in k[2:]]): v
+            for k, v in best.items()}
 
 
 def _lr_key(r, per_budget: bool) -> tuple:
@@ -343,7 +352,8 @@ def main(argv=None) -> int:
                     help="reuse results.json's static runs whatever code trained them (each run "
                          "records its code_sha; the report names them); retrain the rest")
     ap.add_argument("--analyse", action="store_true",
-                    help="only re-analyse the runs in --out's results.json (no training)")
+                    help="only re-analyse the runs in --out's results.json (no training): rewrites "
+                         "report.md, the plot and results.json's table")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     if args.seeds:
@@ -421,8 +431,7 @@ def main(argv=None) -> int:
     date = time.strftime("%Y-%m-%d")
     table = analyse(results, cfg)
     (out / "report.md").write_text(report(table, cfg, date) + "\n")
-    cfg_out = {**cfg, "best_lr": {"/".join([size_name(*k[0])[len("static_"):], k[1]] + [f"x{b:g}" for b in k[2:]]): v
-                                  for k, v in best_lr.items()}}
+    cfg_out = {**cfg, "best_lr": _best_lr_json(best_lr)}
     # every run: this configuration's and, as in the partial saves, those outside it
     (out / "results.json").write_text(json.dumps({"config": cfg_out, "date": date, "table": table,
                                                   "runs": list(done.values())},

@@ -60,6 +60,9 @@ def test_lr_per_budget_trains_each_budget_with_its_own_best(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert main(args + ["--analyse"]) == 0  # the analysis picks the same LRs
     assert (tmp_path / "report.md").read_text() == text
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["config"]["best_lr"] == res["config"]["best_lr"] and again["runs"] == res["runs"]
+    assert again["table"] == res["table"]
 
 
 def test_benchmark_runs_end_to_end(tmp_path):
