@@ -6,8 +6,8 @@
     python -m benchmarks.frontier --reuse-static   # keep the static runs of results.json
                                              # (trained by other code); retrain the schedules
 
-A static family (SIZES: layers x width, each with the LR of the better of two values on a short
-run) trains at every FLOPs budget (BUDGETS x F, F = the growth benchmark's static budget) with
+A static family (SIZES: layers x width [x MLP multiplier], each with the best of --lrs on seed 0,
+swept on a short run or, with --lr-per-budget, at every budget) trains at every FLOPs budget (BUDGETS x F, F = the growth benchmark's static budget) with
 its cosine fully decayed at that budget. At each budget the lowest final loss of any size is the
 *frontier*. The growth schedules (specs/bench/grow_*.morph) train at the same budgets. Reported
 per data set, mean +- std over seeds: the best schedule's final loss minus the frontier's; the
@@ -32,7 +32,9 @@ from .growth import DATASETS, ROOT, SPECS, code_sha, ms, reach, run_one, spec_sh
 # Sized to fit about 2.5 h on 2 cores: F-units (1 F = one 4L/d128 run of 1,500 steps, 7-11 min
 # at 1 thread here) = 4 sizes x (0.125 + 0.25 + 0.5) x 6 (3 seeds x 2 data sets) = 21, the two
 # schedules 10.5, the LR sweep's second LR 1 (its first LR is the seed-0 run at 0.125 F, reused):
-# 32.5 F, about 2.2 h with 2 at a time. `--budgets 0.25 0.5 1 --sizes ... 4x192` runs larger.
+# 32.5 F, about 2.2 h with 2 at a time (2L/d64/m8 adds about 1.5 F). `--budgets 0.25 0.5 1
+# --sizes ... 4x192` runs larger; `--lr-per-budget` sweeps every size at every budget (x len(LRS)
+# on seed 0: restrict it with --sizes and --data, as BENCHMARKS.md's commands do).
 # 2L/d64/m8 (an MLP of 8 x d) is the end size of grow_wide, and on stories the better 2L/d64.
 SIZES = ((2, 64), (2, 64, 8), (2, 128), (3, 128), (4, 128))
 LRS = (6e-3, 1.2e-2)            # at d = 128 (lr_width = 128): the sweep per size
