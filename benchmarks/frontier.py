@@ -158,10 +158,11 @@ def analyse(results: list[dict], cfg: dict) -> dict:
                     front[b] = (r["final"], r["name"], r["curve"][-1][1])
             per_seed[s] = front
         table = {"frontier": {}, "schedules": {}}
-        for budget in cfg["budgets"]:
-            fr = [min(v for k, v in per_seed[s].items() if abs(math.log(k / (budget * cfg["F"]))) < 0.05)
-                  for s in seeds if per_seed[s]]
-            table["frontier"][budget] = {"loss": [f[0] for f in fr], "best": [f[1] for f in fr]}
+        for budget in cfg["budgets"]:  # a budget no static size of this data set ran at is left out
+            fr = [min(got) for s in seeds if (got := [v for k, v in per_seed[s].items()
+                                                      if abs(math.log(k / (budget * cfg["F"]))) < 0.05])]
+            if fr:
+                table["frontier"][budget] = {"loss": [f[0] for f in fr], "best": [f[1] for f in fr]}
         for name in cfg["schedules"]:
             for budget in cfg["budgets"]:
                 cells = []

@@ -8,7 +8,7 @@ import math
 import pytest
 
 import morphdsl
-from benchmarks.frontier import (frontier_at, frontier_needs, main, parse_size, pick_lrs, size_label,
+from benchmarks.frontier import (analyse, frontier_at, frontier_needs, main, parse_size, pick_lrs, size_label,
                                 size_name, size_spec)
 from tests.test_train import _env, cache  # noqa: F401
 
@@ -126,3 +126,17 @@ def test_sizes_name_an_mlp_multiplier(tmp_path):
     base = morphdsl.build(size_spec(2, 64, 6e-3, tmp_path)).n_params()
     wide = morphdsl.build(size_spec(2, 64, 6e-3, tmp_path, mlp=8)).n_params()
     assert wide - base == 2 * (2 * 64 * 256 + 256)  # 2 blocks: 256 more hidden units, in and out
+
+
+def test_a_budget_one_data_set_lacks_is_left_out_of_its_frontier():
+    F = 1e12
+    run = lambda name, data, b, loss: dict(name=name, data=data, seed=0, flops=b * F, budget=b,  # noqa: E731
+                                          final=loss, size=[2, 64] if name.startswith("static") else None,
+                                          curve=[[b * F, 1.0, loss]], events=[])
+    rows = [run("static_2L_d64", "a", 0.5, 0.3), run("static_2L_d64", "a", 1, 0.2),
+            run("static_2L_d64", "b", 0.5, 0.4), run("grow_x", "a", 1, 0.19), run("grow_x", "b", 0.5, 0.39)]
+    cfg = dict(budgets=(0.5, 1), schedules=("grow_x",), F=F, target="static_4L_d128")
+    t = analyse(rows, cfg)
+    assert set(t["a"]["frontier"]) == {0.5, 1} and set(t["b"]["frontier"]) == {0.5}
+    assert t["b"]["schedules"]["grow_x"][0.5][0]["gap"] == pytest.approx(-0.01)
+    assert t["a"]["schedules"]["grow_x"][1][0]["gap"] == pytest.approx(-0.01)
