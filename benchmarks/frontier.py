@@ -225,6 +225,8 @@ def report(table: dict, cfg: dict, date: str) -> str:
             lines.append(f"| frontier ({', '.join(best)}) | {b:g} | {ms(f['loss'])} | 0 | 1 | 1 | — |")
         for name, per in t["schedules"].items():
             for b, cells in per.items():
+                if not cells:  # no run of this schedule at this budget
+                    continue
                 ext = " (outside the budgets)" if any(c["extrapolated"] for c in cells) else ""
                 lines.append(f"| {name} | {b:g} | {ms([c['final'] for c in cells])} | "
                              f"{ms([c['gap'] for c in cells], '{:.4f}')} | "
