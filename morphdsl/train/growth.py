@@ -85,19 +85,32 @@ class Trigger:
         return False
 
 
-class StepTrigger(Trigger):
+class OnceTrigger(Trigger):
+    """Fires once, after the first step at which `due(s)` holds; its state is {"fired": bool}."""
+
+    def __init__(self):
+        super().__init__()
+        self.state = {"fired": False}
+
+    def due(self, s: ControlState) -> bool:
+        raise NotImplementedError
+
+    def ready(self, s):
+        return s.event == "step" and not self.state["fired"] and self.due(s)
+
+    def fire(self):
+        self.state["fired"] = True
+
+
+class StepTrigger(OnceTrigger):
     """step(N): once, right after step N."""
 
     def __init__(self, n: int):
         super().__init__()
         self.n = int(n)
-        self.state = {"fired": False}
 
-    def ready(self, s):
-        return s.event == "step" and s.step == self.n and not self.state["fired"]
-
-    def fire(self):
-        self.state["fired"] = True
+    def due(self, s):
+        return s.step == self.n
 
 
 class EveryTrigger(Trigger):
@@ -113,7 +126,7 @@ class EveryTrigger(Trigger):
         return s.event == "step" and s.step % self.n == 0
 
 
-class ProgressTrigger(Trigger):
+class ProgressTrigger(OnceTrigger):
     """progress(F): once, after the first step at or past fraction F of the run: of its steps,
     or of its FLOPs budget when the train section sets `flops` (so a schedule scales with the
     run's length)."""
@@ -123,16 +136,12 @@ class ProgressTrigger(Trigger):
         if not 0.0 < float(fraction) < 1.0:
             raise ValueError(f"progress(F) needs 0 < F < 1, got {fraction}")
         self.fraction = float(fraction)
-        self.state = {"fired": False}
 
-    def ready(self, s):
-        return s.event == "step" and not self.state["fired"] and s.progress >= self.fraction - 1e-12
-
-    def fire(self):
-        self.state["fired"] = True
+    def due(self, s):
+        return s.progress >= self.fraction - 1e-12
 
 
-class FlopsTrigger(Trigger):
+class FlopsTrigger(OnceTrigger):
     """flops(N): once, after the first step at which the run's training FLOPs reach N. Where
     `progress(F)` scales a schedule with the budget, this fixes the growth point in compute,
     whatever the budget: the point where the small model stops being the better buy per FLOP
@@ -143,13 +152,9 @@ class FlopsTrigger(Trigger):
         if not float(n) > 0.0:
             raise ValueError(f"flops(N) needs N > 0, got {n}")
         self.n = float(n)
-        self.state = {"fired": False}
 
-    def ready(self, s):
-        return s.event == "step" and not self.state["fired"] and s.flops >= self.n
-
-    def fire(self):
-        self.state["fired"] = True
+    def due(self, s):
+        return s.flops >= self.n
 
 
 class PlateauTrigger(Trigger):
