@@ -410,7 +410,7 @@ def main(argv=None) -> int:
         for lr in cfg["lrs"]:
             for data in args.data:
                 for b in cfg["budgets"] if cfg["lr_per_budget"] else (cfg["lr_budget"],):
-                    # the tag of a one-budget sweep is the old one, so its runs are reused
+                    # the run directory's name (runs are reused by _key, not by directory)
                     tag = f"lr-{name}-{lr:g}" if not cfg["lr_per_budget"] else f"{name}-x{b:g}-lr{lr:g}"
                     j = _job(name, size_spec(*size[:2], lr, root / "specs", *size[2:]), data, 0,
                              b * F, cfg, root, tag)

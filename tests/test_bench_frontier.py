@@ -8,7 +8,7 @@ import math
 import pytest
 
 import morphdsl
-from benchmarks.frontier import (analyse, frontier_at, frontier_needs, main, parse_size, pick_lrs, size_label,
+from benchmarks.frontier import (analyse, report, frontier_at, frontier_needs, main, parse_size, pick_lrs, size_label,
                                 size_name, size_spec)
 from tests.test_train import _env, cache  # noqa: F401
 
@@ -140,3 +140,6 @@ def test_a_budget_one_data_set_lacks_is_left_out_of_its_frontier():
     assert set(t["a"]["frontier"]) == {0.5, 1} and set(t["b"]["frontier"]) == {0.5}
     assert t["b"]["schedules"]["grow_x"][0.5][0]["gap"] == pytest.approx(-0.01)
     assert t["a"]["schedules"]["grow_x"][1][0]["gap"] == pytest.approx(-0.01)
+    text = report(t, {**cfg, "sizes": ((2, 64),), "seeds": 1}, "today")
+    assert "| grow_x | 1 | 0.190" in text and "| grow_x | 0.5 | 0.390" in text
+    assert "| grow_x | 0.5 | not reached" not in text and text.count("| grow_x |") == 2
