@@ -263,68 +263,91 @@ class _Gated:
 ROUTE_PREFIX = 32  # the router reads a window's first 32 positions; only the rest is scored
 
 
-def window_entropy(module, x, upto: int = ROUTE_PREFIX):
-    """(windows,) the mean predictive entropy over each window's first `upto` positions (what
-    the model predicts from bytes 0..upto-1 only: causal), and the log-probabilities."""
+def window_scores(module, x, upto: int = ROUTE_PREFIX):
+    """Per window, what a router may read of generation `module` on it: the mean prefix NLL
+    (how well it predicts bytes 1..upto-1 from the bytes before them: the window's own text,
+    no label) and the mean predictive entropy over the first `upto` positions; both read bytes
+    0..upto-1 only (causal). Returns ({router: (windows,)}, log-probabilities)."""
     import torch.nn.functional as F
 
     logp = F.log_softmax(module(x).float(), -1)
-    return -(logp.exp() * logp).sum(-1)[:, :upto].mean(-1), logp
+    nll = -logp[:, :upto - 1].gather(-1, x[:, 1:upto, None]).squeeze(-1).mean(-1)
+    ent = -(logp.exp() * logp).sum(-1)[:, :upto].mean(-1)
+    return {"likelihood": nll, "likelihood_calibrated": nll, "entropy": ent}, logp
 
 
-def reference_entropy(module, g, stream, batches: int, batch: int, ctx: int, seed: int) -> float:
-    """Generation g's mean predictive entropy on its own domain's training windows (what it
-    knows of itself when it finishes learning: no test label)."""
+# the first is the one ours_routed's matrix is scored by; the others are kept for comparison
+ROUTERS = ("likelihood", "likelihood_calibrated", "entropy")
+UNCALIBRATED = ("likelihood",)  # scored as is; the others minus the generation's own score
+
+
+def reference_scores(module, g, stream, batches: int, batch: int, ctx: int, seed: int) -> dict:
+    """Generation g's mean router scores on its own domain's training windows (what it knows
+    of itself when it finishes learning: no test label): {router: float}."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
     was = module.training
     module.eval()
+    tot = dict.fromkeys(ROUTERS, 0.0)
     try:
         with torch.no_grad(), _Gated(module, g):
-            return sum(window_entropy(module, stream.get_batch("train", batch, ctx, gen)[0])[0]
-                       .mean().item() for _ in range(batches)) / batches
+            for _ in range(batches):
+                sc, _ = window_scores(module, stream.get_batch("train", batch, ctx, gen)[0])
+                for r in ROUTERS:
+                    tot[r] += 0.0 if r in UNCALIBRATED else sc[r].mean().item() / batches
     finally:
         module.train(was)
+    return tot
 
 
-def evaluate_routed(module, val: dict, gens: list, refs: list) -> tuple[list[float], list]:
-    """The loss per domain when every window is scored by one generation of petals, chosen per
-    window without its label: the lowest predictive entropy over the window's first
-    ROUTE_PREFIX positions relative to the generation's own reference entropy (SupSup's entropy
-    routing, Wortsman et al. 2020, calibrated per generation). Causal: the choice reads bytes
-    0..ROUTE_PREFIX-1 only and only the positions after them are scored (those targets were never
-    read), so this loss is over the second half of each window (more context than a
-    whole-window loss: compare it with `evaluate(..., start=ROUTE_PREFIX)`). Also how many windows
-    of each domain went to each generation."""
+def evaluate_routed(module, val: dict, gens: list, refs: list) -> dict:
+    """For each router: the loss per domain when every window is scored by one generation of
+    petals, chosen per window without its label, and how many windows of each domain went to
+    each generation: {router: (losses, counts)}. A router picks the generation with the lowest
+    score on the window's first ROUTE_PREFIX positions. `likelihood`: the prefix's NLL (each
+    generation is a model of the text it learnt; the likeliest source of the prefix wins: a
+    Bayes classifier with a flat prior, like a mixture of experts with hard selection).
+    `likelihood_calibrated`: the same minus the generation's NLL on its own training data.
+    `entropy`: the predictive entropy minus the generation's own (SupSup's entropy routing,
+    Wortsman et al. 2020). Causal: the choice reads bytes 0..ROUTE_PREFIX-1 only and only the
+    positions after them are scored (those targets were never read), so this loss is over the
+    second half of each window (more context than a whole-window loss: compare it with
+    `evaluate(..., start=ROUTE_PREFIX)`)."""
     import torch
     import torch.nn.functional as F
 
     was = module.training
     module.eval()
-    out, counts = [], []
+    out = {r: ([], []) for r in ROUTERS}
     try:
         with torch.no_grad():
             for name in DOMAINS:
-                total, n, chosen = 0.0, 0, [0] * len(gens)
+                total = dict.fromkeys(ROUTERS, 0.0)
+                chosen = {r: [0] * len(gens) for r in ROUTERS}
+                n = 0
                 for x, y in val[name]:
-                    score, loss = [], []
+                    score, loss = {r: [] for r in ROUTERS}, []
                     for g, ref in zip(gens, refs):
                         with _Gated(module, g):
-                            ent, logp = window_entropy(module, x)
-                        score.append(ent - ref)
+                            sc, logp = window_scores(module, x)
+                        for r in ROUTERS:
+                            score[r].append(sc[r] - ref[r])
                         loss.append(F.nll_loss(logp.flatten(0, 1), y.flatten(), reduction="none")
                                     .view(y.shape)[:, ROUTE_PREFIX:].sum(-1))
-                    pick = torch.stack(score).argmin(0)
-                    total += torch.stack(loss).gather(0, pick[None]).sum().item()
+                    loss = torch.stack(loss)
                     n += y[:, ROUTE_PREFIX:].numel()
-                    for c in pick.tolist():
-                        chosen[c] += 1
-                out.append(total / n)
-                counts.append(chosen)
+                    for r in ROUTERS:
+                        pick = torch.stack(score[r]).argmin(0)
+                        total[r] += loss.gather(0, pick[None]).sum().item()
+                        for c in pick.tolist():
+                            chosen[r][c] += 1
+                for r in ROUTERS:
+                    out[r][0].append(total[r] / n)
+                    out[r][1].append(chosen[r])
     finally:
         module.train(was)
-    return out, counts
+    return out
 
 
 # --------------------------------------------------------------------------- metrics
@@ -651,8 +674,11 @@ class Joint(Method):
         eng.run()
         matrix = [evaluate(eng.model, data.val)]
         curve.append((T, matrix[0]))
+        tail = evaluate(eng.model, data.val, ROUTE_PREFIX)  # the positions routed rows score
         return self._result(ctx, matrix, init, curve, p0, n_params(eng.model), t0,
-                            [time.time() - t0], {"rollbacks": eng.failures})
+                            [time.time() - t0], {"rollbacks": eng.failures,
+                                                 "tail_matrix": [tail],
+                                                 "tail_acc": acc_bwt([tail])[0]})
 
 
 @method("ours")
@@ -676,30 +702,38 @@ class Ours(Method):
 @method("ours_routed")
 class OursRouted(Ours):
     """`ours`, scored with test-time routing: each validation window goes to the generation of
-    petals (the model as after stage k) whose predictions on it have the lowest entropy; no
-    domain label (evaluate_routed)."""
+    petals (the model as after stage k) that explains its first ROUTE_PREFIX bytes best (the
+    lowest prefix NLL); no domain label (evaluate_routed). The other routers' matrices on the
+    same training are kept in `info` for comparison."""
 
     def __init__(self, **variant):
         super().__init__(**variant)
         self.gens, self.refs, self.picks, self.tail = [], [], [], []
+        self.other = {r: [] for r in ROUTERS[1:]}
 
     def end_stage(self, k, engine, ctx):
         data = ctx["data"]
         self.gens = petal_generations(engine.model, engine.opt, self.gens)
-        self.refs.append(reference_entropy(engine.model, self.gens[-1], data.streams[DOMAINS[k]],
-                                           4, data.batch, data.ctx, 104729 * ctx["seed"] + k))
+        self.refs.append(reference_scores(engine.model, self.gens[-1], data.streams[DOMAINS[k]],
+                                          4, data.batch, data.ctx, 104729 * ctx["seed"] + k))
 
     def measure(self, module, opt, val):
-        out, counts = evaluate_routed(module, val, self.gens, self.refs)
-        self.picks.append(counts)
+        routed = evaluate_routed(module, val, self.gens, self.refs)
+        self.picks.append({r: counts for r, (_, counts) in routed.items()})
+        for r in self.other:
+            self.other[r].append(routed[r][0])
         self.tail.append(evaluate(module, val, ROUTE_PREFIX))
-        return out
+        return routed[ROUTERS[0]][0]
 
-    def info(self) -> dict:  # per stage, per domain: windows routed to each generation; and the
-        # unrouted model's matrix on the same (second-half) positions
+    def info(self) -> dict:  # per stage, per domain, per router: windows routed to each
+        # generation; the other routers' matrices; the unrouted model's matrix on the same
+        # (second-half) positions
         acc, bwt = acc_bwt(self.tail)
-        return {"picks": self.picks, "reference_entropy": self.refs, "tail_matrix": self.tail,
-                "tail_acc": acc, "tail_bwt": bwt}
+        other = {r: {"matrix": m, "acc": acc_bwt(m)[0], "bwt": acc_bwt(m)[1]}
+                 for r, m in self.other.items()}
+        return {"router": ROUTERS[0], "picks": self.picks, "reference_scores": self.refs,
+                "other_routers": other, "tail_matrix": self.tail, "tail_acc": acc,
+                "tail_bwt": bwt}
 
 
 def ours_variant(settings: list[str], grow: str | None, out: Path) -> Path:
@@ -821,10 +855,37 @@ def analyse(runs: list[dict], cfg: dict) -> dict:
             "params_added": [r["params_added"] for r in mine],
             "params_start": mine[0]["params_start"],
             "wall_s": [r["wall_s"] for r in mine]}
+        if all("tail_acc" in r["info"] for r in mine):  # on the second halves of the windows
+            table["methods"][name]["tail_acc"] = [r["info"]["tail_acc"] for r in mine]
+    if "ours_routed" in table["methods"]:
+        table["routing"] = routing(runs, table["methods"]["ours_routed"])
     table["goal"] = goal(table["methods"])
     table["goals"] = {o: goal(table["methods"], o) for o in ("ours", "ours_routed")
                       if o in table["methods"]}
     return table
+
+
+def routing(runs: list[dict], t: dict) -> dict | None:
+    """ours_routed's routers side by side on the same training: per router, ACC and BWT over
+    the seeds, and per domain the share of its validation windows sent to its own generation
+    after the last stage; the unrouted model on the same positions as a last row."""
+    mine = [r for r in runs if r["method"] == "ours_routed" and r["variant"] == t["variant"]
+            and r["seed"] in t["seeds"]]
+    if not mine or "other_routers" not in mine[0]["info"]:
+        return None  # runs of the entropy-only router (before the likelihood router)
+    rows = {}
+    for router in ROUTERS:
+        if router == ROUTERS[0]:
+            acc, bwt = [r["acc"] for r in mine], [r["bwt"] for r in mine]
+        else:
+            acc = [r["info"]["other_routers"][router]["acc"] for r in mine]
+            bwt = [r["info"]["other_routers"][router]["bwt"] for r in mine]
+        own = [[r["info"]["picks"][-1][router][j][j] / sum(r["info"]["picks"][-1][router][j])
+                for r in mine] for j in range(len(DOMAINS))]
+        rows[router] = {"acc": acc, "bwt": bwt, "own": own}
+    rows["unrouted"] = {"acc": [r["info"]["tail_acc"] for r in mine],
+                        "bwt": [r["info"]["tail_bwt"] for r in mine], "own": None}
+    return rows
 
 
 def goal(methods: dict, ours: str = "ours") -> dict:
@@ -845,7 +906,9 @@ def goal(methods: dict, ours: str = "ours") -> dict:
         margin = max(GOAL["margin"], 2 * math.sqrt(ours_bs ** 2 + s ** 2))
         out[f"below_{other}"] = b - ours_b >= margin
     a, _ = m(ours, "acc")
-    j, _ = m("joint", "acc")
+    # a routed row scores the second halves of the windows: against joint's on the same
+    j, _ = m("joint", "tail_acc" if ours == "ours_routed" and "tail_acc" in
+             methods.get("joint", {}) else "acc")
     out["acc_near_joint"] = None if a is None or j is None else a - j <= GOAL["acc"]
     p, _ = m(ours, "params_added")
     q, _ = m("lanes", "params_added")
@@ -873,6 +936,10 @@ def report(table: dict, cfg: dict, date: str, sizes: dict | None = None) -> str:
                      f"{ms(t['params_added'], '{:,.0f}')} (of {t['params_start']:,}) | "
                      f"{ms(t['wall_s'], '{:.0f}')} |")
     lines.append("")
+    if "tail_acc" in table["methods"].get("joint", {}):
+        lines += [f"Joint on the second halves of the windows (the positions a routed row scores; "
+                  f"ours_routed's ACC goal is against this): ACC "
+                  f"{ms(table['methods']['joint']['tail_acc'], '{:.4f}')}.", ""]
     if "ours" in table["methods"] and "TODO(visco)" in OURS.read_text():
         lines += ["Note: specs/bench/continual_ours.morph is still the placeholder (AdamW, no grow "
                   "rule: `TODO(visco)`), so `ours` trains exactly like `sequential`.", ""]
@@ -894,6 +961,19 @@ def report(table: dict, cfg: dict, date: str, sizes: dict | None = None) -> str:
             cells = [f"{m:.4f} ± {s:.4f}" if m is not None else "—" for m, s in row]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
+    if table.get("routing"):
+        lines += ["**ours_routed, by router** (the same training; scored on the second half of "
+                  "each window; `own`: share of a domain's windows sent to its own generation "
+                  "after the last stage):", "",
+                  "| router | ACC | BWT | " + " | ".join(f"own {d}" for d in DOMAINS) + " |",
+                  "|---|---|---|" + "---|" * len(DOMAINS)]
+        for router, row in table["routing"].items():
+            own = ["—"] * len(DOMAINS) if row["own"] is None else \
+                [ms(o, "{:.0%}") for o in row["own"]]
+            lines.append(f"| {router} | {ms(row['acc'], '{:.4f}')} | {ms(row['bwt'], '{:+.4f}')} | "
+                         + " | ".join(own) + " |")
+        lines.append("")
+
     def yn(x):
         return "n/a" if x is None else ("yes" if x else "no")
 
