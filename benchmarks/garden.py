@@ -4,6 +4,8 @@ gardener trained on one corpus and evaluated on held-out seeds of both.
 
     python -m benchmarks.garden            # the full run (policy ~30 min + 5 seeds x 2 corpora)
     python -m benchmarks.garden --quick    # a short policy, 2 seeds, shorter budget (< 10 min)
+    python -m benchmarks.garden --host specs/bench/garden_tiny.morph --budget-steps 2400 \
+        --methods static_host static_target fixed_late heuristic   # another regime, no PPO
 
 Writes report.md, results.json and garden.png under benchmarks/results/garden (or --out).
 Paired comparisons over the evaluation seeds (same seed = same data order and init) state
@@ -27,21 +29,27 @@ FULL = dict(budget_steps=600, decide_every=30, timesteps=4800, seeds=5, train_on
 QUICK = dict(budget_steps=120, decide_every=20, timesteps=256, seeds=2, train_on="stories")
 GATES = "seeds(min_training = {t}, blend_steps = {t}, blend_updates = 4, min_holding = {t})"
 HEURISTIC = "heuristic(patience = 2, min_delta = 0.01, cooldown = {c}, kinds = [\"mlp\", \"attn\"], hidden = 64)"
-FIXED = {  # germinate at fixed fractions of the budget; the lifecycle's gates do the rest
-    "fixed_early": ["progress(0.15) -> germinate(blocks.1, kind = mlp, hidden = 64)",
+FIXED = {  # germinate at fixed fractions of the budget (`{last}`: the host's last block); the
+    # lifecycle's gates do the rest
+    "fixed_early": ["progress(0.15) -> germinate(blocks.{last}, kind = mlp, hidden = 64)",
                     "progress(0.5) -> germinate(blocks.0, kind = mlp, hidden = 64)"],
-    "fixed_late": ["progress(0.4) -> germinate(blocks.1, kind = mlp, hidden = 64)"],
+    "fixed_late": ["progress(0.4) -> germinate(blocks.{last}, kind = mlp, hidden = 64)"],
 }
 
 
-def spec_text(method: str, cfg: dict, policy: Path | None = None) -> str:
-    text = HOST.read_text()
+METHODS = ("static_host", "static_target", *FIXED, "heuristic", "ppo")
+
+
+def spec_text(method: str, cfg: dict, policy: Path | None = None, host: Path = HOST) -> str:
+    text = host.read_text()
     t = cfg["decide_every"]
     if method == "static_target":  # the size the seeds grow the host towards: twice the blocks
-        text = re.sub(r"^layers\s*=\s*\d+", "layers = 4", text, count=1, flags=re.M)
+        text = re.sub(r"^layers\s*=\s*(\d+)", lambda m: f"layers = {2 * int(m[1])}", text,
+                      count=1, flags=re.M)
     grow = []
     if method.startswith("fixed"):
-        grow = [GATES.format(t=t)] + FIXED[method]
+        last = int(re.search(r"^layers\s*=\s*(\d+)", text, flags=re.M)[1]) - 1
+        grow = [GATES.format(t=t)] + [g.format(last=last) for g in FIXED[method]]
     elif method == "heuristic":
         grow = [GATES.format(t=t), HEURISTIC.format(c=3 * t)]
     elif method == "ppo":
@@ -59,36 +67,45 @@ def main(argv=None) -> int:
     ap.add_argument("--timesteps", type=int, help="PPO environment steps")
     ap.add_argument("--seeds", type=int)
     ap.add_argument("--policy", help="evaluate this policy instead of training one")
+    ap.add_argument("--host", type=Path, default=HOST, help="the host spec (default: %(default)s)")
+    ap.add_argument("--budget-steps", type=int, help="the FLOPs budget, in host steps")
+    ap.add_argument("--decide-every", type=int, help="steps between evaluations and decisions")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                    help="a subset (without ppo no policy is trained)")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
-    for k in ("timesteps", "seeds"):
+    for k in ("timesteps", "seeds", "budget_steps", "decide_every"):
         if getattr(args, k):
             cfg[k] = getattr(args, k)
+    if not args.host.exists():
+        ap.error(f"no host spec {args.host}")
+    host = args.host.resolve()
+    cfg["host"] = str(args.host)
     out = Path(args.out or ROOT / ("runs/bench-garden-quick" if args.quick else "benchmarks/results/garden"))
     (out / "specs").mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, flush=True)  # noqa: E731
     import morphdsl
     from morphdsl.ir.cost import train_flops
 
-    g = morphdsl.build(HOST)
+    g = morphdsl.build(host)
     tr = g.sections["train"]
     budget = cfg["budget_steps"] * train_flops(g, int(tr["batch"]), int(tr["ctx"]))
     # 1. the PPO gardener, trained on one corpus
     policy = Path(args.policy) if args.policy else out / "garden.zip"
     ppo_report = None
-    if not args.policy:
+    if not args.policy and "ppo" in args.methods:
         from morphdsl.garden.ppo import train_policy
 
         log(f"training the PPO gardener on {cfg['train_on']}: {cfg['timesteps']} decisions")
-        ppo_report = train_policy(HOST, policy, timesteps=cfg["timesteps"], seed=0, log=log, env_kwargs={
+        ppo_report = train_policy(host, policy, timesteps=cfg["timesteps"], seed=0, log=log, env_kwargs={
             "budget_steps": cfg["budget_steps"], "decide_every": cfg["decide_every"], "hidden": 64,
             "source": cfg["train_on"], "eval_batches": 16})  # as the evaluation runs (run_one)
     # 2. every method on held-out seeds of both corpora (seeds 100+: PPO trained on 0, 1, ...)
-    methods = ["static_host", "static_target", *FIXED, "heuristic", "ppo"]
+    methods = [m for m in METHODS if m in args.methods]
     jobs = []
     for m in methods:
         p = out / "specs" / f"{m}.morph"
-        p.write_text(spec_text(m, cfg, policy.resolve()))
+        p.write_text(spec_text(m, cfg, policy.resolve(), host))
         for data in DATA:
             for s in range(100, 100 + cfg["seeds"]):
                 jobs.append(dict(name=m, data=data, seed=s, spec=p, spec_sha=spec_sha(p), flops=budget,
@@ -130,9 +147,11 @@ def analyse(results, methods) -> dict:
                         "param_seconds": [p * s for p, s in zip(params, secs)],
                         "events": [sum(1 for e in r["events"] if e["op"] == "germinate") for r in rs]}
         fixed = [m for m in methods if m.startswith("fixed")]
-        best_fixed = min(fixed, key=lambda m: sum(cells[m]["final"]))
+        best_fixed = min(fixed, key=lambda m: sum(cells[m]["final"])) if fixed else None
 
-        def paired(a, b):
+        def paired(a, b):  # None when a method was not run
+            if a not in cells or b not in cells:
+                return None
             x, y = cells[a]["final"], cells[b]["final"]
             d = [u - v for u, v in zip(x, y)]
             p = float(ttest_rel(x, y).pvalue) if len(x) > 1 and any(d) else 1.0
@@ -146,7 +165,7 @@ def analyse(results, methods) -> dict:
 
 
 def report(table, cfg, budget, ppo, date) -> str:
-    lines = [f"Gardener experiment, {date}: host specs/bench/garden_host.morph (2 layers, d = 32), "
+    lines = [f"Gardener experiment, {date}: host {cfg.get('host', 'specs/bench/garden_host.morph')}, "
              f"budget {cfg['budget_steps']} host steps = {budget:.3g} FLOPs, a decision every "
              f"{cfg['decide_every']} steps, {cfg['seeds']} held-out seeds per corpus; PPO trained on "
              f"{cfg['train_on']} for {cfg['timesteps']} decisions.", ""]
@@ -168,6 +187,8 @@ def report(table, cfg, budget, ppo, date) -> str:
         for k, label in (("ppo_vs_heuristic", "PPO - heuristic"), ("ppo_vs_fixed", f"PPO - {t['best_fixed']}"),
                          ("heuristic_vs_host", "heuristic - static host")):
             c = t[k]
+            if c is None:
+                continue
             lines.append(f"- {label}: {ms(c['diff'], '{:+.4f}')} nats, lower on {c['wins']}/{c['n']} "
                          f"seeds, paired t-test p = {c['p']:.3g}")
         lines.append("")
