@@ -167,8 +167,9 @@ def analyse(results, methods) -> dict:
 def report(table, cfg, budget, ppo, date) -> str:
     lines = [f"Gardener experiment, {date}: host {cfg.get('host', 'specs/bench/garden_host.morph')}, "
              f"budget {cfg['budget_steps']} host steps = {budget:.3g} FLOPs, a decision every "
-             f"{cfg['decide_every']} steps, {cfg['seeds']} held-out seeds per corpus; PPO trained on "
-             f"{cfg['train_on']} for {cfg['timesteps']} decisions.", ""]
+             f"{cfg['decide_every']} steps, {cfg['seeds']} held-out seeds per corpus; " +
+             (f"PPO trained on {cfg['train_on']} for {cfg['timesteps']} decisions." if
+              any("ppo" in t["cells"] for t in table.values()) else "no PPO."), ""]
     if ppo:
         ent = [e["entropy"] for e in ppo["entropy"]]
         lines += [f"PPO training: {ppo['timesteps']} steps, {ppo['episodes']} episodes, "
