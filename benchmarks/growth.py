@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import statistics
 import time
@@ -116,11 +117,17 @@ def loss_at(curve, flops: float) -> float:
 
 
 def ms(xs, fmt="{:.3f}"):
+    """mean ± std of the values; None: not reached; nan or inf (e.g. a ratio with one budget
+    to interpolate between) are left out and counted."""
     xs = [x for x in xs if x is not None]
     if not xs:
         return "not reached"
+    bad = sum(not math.isfinite(x) for x in xs)
+    xs = [x for x in xs if math.isfinite(x)]
+    if not xs:
+        return "n/a"
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{fmt.format(statistics.mean(xs))} ± {fmt.format(sd)}"
+    return f"{fmt.format(statistics.mean(xs))} ± {fmt.format(sd)}" + (f" ({bad} n/a)" if bad else "")
 
 
 def counted(xs) -> str:

@@ -143,3 +143,12 @@ def test_a_budget_one_data_set_lacks_is_left_out_of_its_frontier():
     text = report(t, {**cfg, "sizes": ((2, 64),), "seeds": 1}, "today")
     assert "| grow_x | 1 | 0.190" in text and "| grow_x | 0.5 | 0.390" in text
     assert "| grow_x | 0.5 | not reached" not in text and text.count("| grow_x |") == 2
+
+
+def test_mean_std_leaves_out_nan_and_counts_it():
+    """A one-budget frontier gives nan ratios; the report says so instead of crashing."""
+    from benchmarks.growth import ms
+
+    assert ms([math.nan, math.nan]) == "n/a"
+    assert ms([1.0, 3.0, math.nan], "{:.1f}") == "2.0 ± 1.4 (1 n/a)"
+    assert ms([None]) == "not reached"
