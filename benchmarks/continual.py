@@ -392,16 +392,18 @@ def build(spec: Path, seed: int):
     return morphdsl.compile(morphdsl.build(str(spec)))
 
 
-def stage_config(module, steps: int, seed: int):
+def stage_config(module, steps: int, seed: int, lr: float | None = None):
     """The TrainConfig of one stage: the spec's train section, S steps (so its own warm-up and
-    cosine), one thread, on the CPU, no sampling, the engine's own evaluation only at the end."""
+    cosine), one thread, on the CPU, no sampling, the engine's own evaluation only at the end;
+    `lr` (--lr) replaces the spec's peak LR, for every method alike."""
     from morphdsl.train.config import from_sections
 
     g = module.morph_graph
-    return from_sections(g.sections, dict(steps=steps, seed=seed, threads=1, eval_every=steps,
-                                          eval_batches=1, sample_tokens=0, device="cpu",
-                                          checkpoint_every=10**9),
-                         getattr(g, "setting_spans", None))
+    over = dict(steps=steps, seed=seed, threads=1, eval_every=steps, eval_batches=1,
+                sample_tokens=0, device="cpu", checkpoint_every=10**9)
+    if lr is not None:
+        over["lr"] = lr
+    return from_sections(g.sections, over, getattr(g, "setting_spans", None))
 
 
 class Curve:
@@ -483,7 +485,7 @@ class Method:
             module, state = self.before_stage(k, module, state, ctx)
             run_dir = Path(ctx["run_dir"]) / f"stage{k}-{dom}"
             shutil.rmtree(run_dir, ignore_errors=True)
-            eng = Engine(module, stage_config(module, S, 1000 * seed + k), run_dir,
+            eng = Engine(module, stage_config(module, S, 1000 * seed + k, ctx.get("lr")), run_dir,
                          tokenizer=data.tokenizer, stream=data.streams[dom],
                          controllers=controllers,
                          callbacks=[Curve(data.val, every, k * S, curve)])
@@ -668,7 +670,7 @@ class Joint(Method):
         run_dir = Path(ctx["run_dir"]) / "joint"
         shutil.rmtree(run_dir, ignore_errors=True)
         stream = MixedStream([data.streams[d] for d in DOMAINS], data.tokenizer)
-        eng = Engine(module, stage_config(module, T, 1000 * seed), run_dir,
+        eng = Engine(module, stage_config(module, T, 1000 * seed, ctx.get("lr")), run_dir,
                      tokenizer=data.tokenizer, stream=stream, controllers=[],
                      callbacks=[Curve(data.val, max(1, S // ctx["curve_points"]), 0, curve)])
         eng.run()
@@ -776,7 +778,8 @@ def code_sha() -> str:
 
 def settings(cfg: dict) -> dict:
     """What a run's numbers depend on besides its method, variant, seed, S and spec."""
-    return {k: cfg[k] for k in ("eval_batches", "fisher_batches", "curve_points", "max_chars")}
+    return {k: cfg.get(k) for k in ("eval_batches", "fisher_batches", "curve_points", "max_chars",
+                                    "lr")}
 
 
 def _key(r: dict) -> tuple:
@@ -922,7 +925,8 @@ def report(table: dict, cfg: dict, date: str, sizes: dict | None = None) -> str:
     S = cfg["steps"]
     lines = [f"Continual-learning benchmark, {date}: domains {' -> '.join(DOMAINS)} (bytes, one "
              f"vocabulary of 256), {S} steps a stage (joint: {len(DOMAINS) * S} on the mix), "
-             f"batch 16 x ctx 64, host specs/bench/continual.morph, {cfg['seeds']} seed(s); "
+             f"batch 16 x ctx 64, host specs/bench/continual.morph, {cfg['seeds']} seed(s), "
+             f"peak LR {cfg.get('lr') or 'of each spec (3e-3)'}; "
              f"validation loss in nats per byte on {cfg['eval_batches']} fixed batches per domain, "
              "mean ± std over seeds.", ""]
     if sizes:
@@ -1052,11 +1056,15 @@ def main(argv=None) -> int:
     ap.add_argument("--ours-set", nargs="+", default=[], metavar="KEY=VALUE",
                     help="train settings of an `ours` variant, e.g. optimizer_chrysalis=100")
     ap.add_argument("--ours-grow", metavar="RULE", help='its grow rule instead ("none": none)')
+    ap.add_argument("--lr", type=float,
+                    help="the peak LR of every method (default: each spec's, 3e-3)")
     ap.add_argument("--analyse", action="store_true",
                     help="only re-report the runs in OUT/results.json (no training)")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
-    for k in ("seeds", "steps", "max_chars"):
+    if args.lr is not None and not args.lr > 0:
+        ap.error("--lr must be positive")
+    for k in ("seeds", "steps", "max_chars", "lr"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     if args.lambdas:

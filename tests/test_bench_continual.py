@@ -222,3 +222,12 @@ def test_diagnosis_separates_drift_from_interference(tmp_path):
     assert r["stage1_crystals_only"] == pytest.approx(r["after_stage1"], abs=2e-3)
     assert r["after_last"] != pytest.approx(r["after_stage1"], abs=1e-2)  # the new petals changed it
     assert r["largest_crystal_move"] < 1e-4
+
+
+def test_lr_replaces_every_methods_peak_lr():
+    """--lr: one peak LR for every method (the ours spec's and the host's alike)."""
+    for spec in (C.HOST, C.OURS):
+        m = C.build(spec, 0)
+        assert C.stage_config(m, 10, 0).lr == 3e-3
+        assert C.stage_config(m, 10, 0, 6e-3).lr == 6e-3
+    assert C.settings({**C.FULL, "lr": 6e-3})["lr"] == 6e-3 and C.settings(dict(C.FULL))["lr"] is None
