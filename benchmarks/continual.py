@@ -264,38 +264,40 @@ ROUTE_PREFIX = 32  # the router reads a window's first 32 positions; only the re
 
 
 def window_scores(module, x, upto: int = ROUTE_PREFIX):
-    """Per window, what a router may read of generation `module` on it: the mean prefix NLL
-    (how well it predicts bytes 1..upto-1 from the bytes before them: the window's own text,
-    no label) and the mean predictive entropy over the first `upto` positions; both read bytes
-    0..upto-1 only (causal). Returns ({router: (windows,)}, log-probabilities)."""
+    """Per window, what a router may read of generation `module` on it: `nll`, the mean prefix
+    NLL (how well it predicts bytes 1..upto-1 from the bytes before them: the window's own text,
+    no label), and `entropy`, the mean predictive entropy over the first `upto` positions; both
+    read bytes 0..upto-1 only (causal). Returns ({score: (windows,)}, log-probabilities)."""
     import torch.nn.functional as F
 
     logp = F.log_softmax(module(x).float(), -1)
     nll = -logp[:, :upto - 1].gather(-1, x[:, 1:upto, None]).squeeze(-1).mean(-1)
     ent = -(logp.exp() * logp).sum(-1)[:, :upto].mean(-1)
-    return {"likelihood": nll, "likelihood_calibrated": nll, "entropy": ent}, logp
+    return {"nll": nll, "entropy": ent}, logp
 
 
-# the first is the one ours_routed's matrix is scored by; the others are kept for comparison
-ROUTERS = ("likelihood", "likelihood_calibrated", "entropy")
-UNCALIBRATED = ("likelihood",)  # scored as is; the others minus the generation's own score
+# router -> (the score it reads, whether it subtracts the generation's own score on its training
+# data); PRIMARY is the one ours_routed's matrix is scored by, the others are for comparison
+ROUTERS = {"likelihood": ("nll", False), "likelihood_calibrated": ("nll", True),
+           "entropy": ("entropy", True)}
+PRIMARY = "likelihood"
 
 
 def reference_scores(module, g, stream, batches: int, batch: int, ctx: int, seed: int) -> dict:
-    """Generation g's mean router scores on its own domain's training windows (what it knows
-    of itself when it finishes learning: no test label): {router: float}."""
+    """Generation g's mean scores (window_scores) on its own domain's training windows (what it
+    knows of itself when it finishes learning: no test label): {score: float}."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
     was = module.training
     module.eval()
-    tot = dict.fromkeys(ROUTERS, 0.0)
+    tot = {}
     try:
         with torch.no_grad(), _Gated(module, g):
             for _ in range(batches):
                 sc, _ = window_scores(module, stream.get_batch("train", batch, ctx, gen)[0])
-                for r in ROUTERS:
-                    tot[r] += 0.0 if r in UNCALIBRATED else sc[r].mean().item() / batches
+                for k, v in sc.items():
+                    tot[k] = tot.get(k, 0.0) + v.mean().item() / batches
     finally:
         module.train(was)
     return tot
@@ -331,8 +333,8 @@ def evaluate_routed(module, val: dict, gens: list, refs: list) -> dict:
                     for g, ref in zip(gens, refs):
                         with _Gated(module, g):
                             sc, logp = window_scores(module, x)
-                        for r in ROUTERS:
-                            score[r].append(sc[r] - ref[r])
+                        for r, (kind, calibrated) in ROUTERS.items():
+                            score[r].append(sc[kind] - (ref[kind] if calibrated else 0.0))
                         loss.append(F.nll_loss(logp.flatten(0, 1), y.flatten(), reduction="none")
                                     .view(y.shape)[:, ROUTE_PREFIX:].sum(-1))
                     loss = torch.stack(loss)
@@ -441,6 +443,7 @@ class Method:
     name = "?"
     spec = HOST
     grows = False           # True: the spec's grow rules run, controllers carried across stages
+    start = 0               # the first position of each window its matrix scores (measure)
 
     def __init__(self, **variant):
         self.variant = variant
@@ -708,10 +711,12 @@ class OursRouted(Ours):
     lowest prefix NLL); no domain label (evaluate_routed). The other routers' matrices on the
     same training are kept in `info` for comparison."""
 
+    start = ROUTE_PREFIX
+
     def __init__(self, **variant):
         super().__init__(**variant)
         self.gens, self.refs, self.picks, self.tail = [], [], [], []
-        self.other = {r: [] for r in ROUTERS[1:]}
+        self.other = {r: [] for r in ROUTERS if r != PRIMARY}
 
     def end_stage(self, k, engine, ctx):
         data = ctx["data"]
@@ -725,15 +730,14 @@ class OursRouted(Ours):
         for r in self.other:
             self.other[r].append(routed[r][0])
         self.tail.append(evaluate(module, val, ROUTE_PREFIX))
-        return routed[ROUTERS[0]][0]
+        return routed[PRIMARY][0]
 
     def info(self) -> dict:  # per stage, per domain, per router: windows routed to each
         # generation; the other routers' matrices; the unrouted model's matrix on the same
         # (second-half) positions
         acc, bwt = acc_bwt(self.tail)
-        other = {r: {"matrix": m, "acc": acc_bwt(m)[0], "bwt": acc_bwt(m)[1]}
-                 for r, m in self.other.items()}
-        return {"router": ROUTERS[0], "picks": self.picks, "reference_scores": self.refs,
+        other = {r: dict(zip(("acc", "bwt"), acc_bwt(m)), matrix=m) for r, m in self.other.items()}
+        return {"router": PRIMARY, "picks": self.picks, "reference_scores": self.refs,
                 "other_routers": other, "tail_matrix": self.tail, "tail_acc": acc,
                 "tail_bwt": bwt}
 
@@ -857,7 +861,7 @@ def analyse(runs: list[dict], cfg: dict) -> dict:
             "matrix": matrix, "acc": [r["acc"] for r in mine], "bwt": [r["bwt"] for r in mine],
             "params_added": [r["params_added"] for r in mine],
             "params_start": mine[0]["params_start"],
-            "wall_s": [r["wall_s"] for r in mine]}
+            "wall_s": [r["wall_s"] for r in mine], "start": METHODS[name].start}
         if all("tail_acc" in r["info"] for r in mine):  # on the second halves of the windows
             table["methods"][name]["tail_acc"] = [r["info"]["tail_acc"] for r in mine]
     if "ours_routed" in table["methods"]:
@@ -878,7 +882,7 @@ def routing(runs: list[dict], t: dict) -> dict | None:
         return None  # runs of the entropy-only router (before the likelihood router)
     rows = {}
     for router in ROUTERS:
-        if router == ROUTERS[0]:
+        if router == PRIMARY:
             acc, bwt = [r["acc"] for r in mine], [r["bwt"] for r in mine]
         else:
             acc = [r["info"]["other_routers"][router]["acc"] for r in mine]
@@ -909,9 +913,9 @@ def goal(methods: dict, ours: str = "ours") -> dict:
         margin = max(GOAL["margin"], 2 * math.sqrt(ours_bs ** 2 + s ** 2))
         out[f"below_{other}"] = b - ours_b >= margin
     a, _ = m(ours, "acc")
-    # a routed row scores the second halves of the windows: against joint's on the same
-    j, _ = m("joint", "tail_acc" if ours == "ours_routed" and "tail_acc" in
-             methods.get("joint", {}) else "acc")
+    # a row that scores the windows from `start` on is held against joint's on the same positions
+    same = methods.get(ours, {}).get("start") == ROUTE_PREFIX and "tail_acc" in methods.get("joint", {})
+    j, _ = m("joint", "tail_acc" if same else "acc")
     out["acc_near_joint"] = None if a is None or j is None else a - j <= GOAL["acc"]
     p, _ = m(ours, "params_added")
     q, _ = m("lanes", "params_added")
