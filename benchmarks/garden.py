@@ -27,7 +27,8 @@ HOST = ROOT / "specs" / "bench" / "garden_host.morph"
 DATA = ("stories", "shakespeare")
 FULL = dict(budget_steps=600, decide_every=30, timesteps=4800, seeds=5, train_on="stories")
 QUICK = dict(budget_steps=120, decide_every=20, timesteps=256, seeds=2, train_on="stories")
-GATES = "seeds(min_training = {t}, blend_steps = {t}, blend_updates = 4, min_holding = {t})"
+GATES = ("seeds(min_training = {t}, blend_steps = {t}, blend_updates = 4, min_holding = {t}, "
+         "min_contribution = {c:g})")
 HEURISTIC = "heuristic(patience = 2, min_delta = 0.01, cooldown = {c}, kinds = [\"mlp\", \"attn\"], hidden = 64)"
 FIXED = {  # germinate at fixed fractions of the budget (`{last}`: the host's last block); the
     # lifecycle's gates do the rest
@@ -48,12 +49,13 @@ def spec_text(method: str, cfg: dict, policy: Path | None = None, host: Path = H
     if method == "static_target":  # the size the seeds grow the host towards: twice the blocks
         text = layers.sub(f"layers = {2 * n}", text, count=1)
     grow = []
+    gates = GATES.format(t=t, c=cfg.get("min_contribution", 0.0))
     if method.startswith("fixed"):
-        grow = [GATES.format(t=t)] + [g.format(last=n - 1) for g in FIXED[method]]
+        grow = [gates] + [g.format(last=n - 1) for g in FIXED[method]]
     elif method == "heuristic":
-        grow = [GATES.format(t=t), HEURISTIC.format(c=3 * t)]
+        grow = [gates, (cfg.get("heuristic") or HEURISTIC).format(c=3 * t)]
     elif method == "ppo":
-        grow = [GATES.format(t=t), f'policy("{policy}")']
+        grow = [gates, f'policy("{policy}")']
     if grow:
         text += "\ngrow {\n" + "".join(f"  {g}\n" for g in grow) + "}\n"
     return text
@@ -72,8 +74,19 @@ def main(argv=None) -> int:
     ap.add_argument("--decide-every", type=int, help="steps between evaluations and decisions")
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                     help="a subset (without ppo no policy is trained)")
+    ap.add_argument("--min-contribution", type=float, default=0.0,
+                    help="the gates' min_contribution for every gardener (default: %(default)s)")
+    ap.add_argument("--heuristic", help="the heuristic's declaration ({c}: 3 x --decide-every), "
+                    f"default: {HEURISTIC}")
+    ap.add_argument("--reuse-static", type=Path, metavar="RESULTS_JSON",
+                    help="take the static_host and static_target runs from an earlier results.json "
+                         "of the same host, budget, decision interval and seeds (their specs have "
+                         "no grow section, so the gardeners' settings do not change them)")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
+    cfg["min_contribution"] = args.min_contribution
+    if args.heuristic:
+        cfg["heuristic"] = args.heuristic
     for k in ("timesteps", "seeds", "budget_steps", "decide_every"):
         if getattr(args, k) is not None:
             if getattr(args, k) < 1:
@@ -119,9 +132,14 @@ def main(argv=None) -> int:
                 jobs.append(dict(name=m, data=data, seed=s, spec=p, spec_sha=spec_sha(p), flops=budget,
                                  threads=1, eval_every=cfg["decide_every"],
                                  run_dir=str(out / "runs" / f"{data}-{m}-s{s}")))
-    log(f"{len(jobs)} evaluation runs, {args.jobs} at a time")
-    t0 = time.time()
     results = []
+    if args.reuse_static:
+        old = reusable(args.reuse_static, jobs, budget, cfg["decide_every"])
+        results = [old[key(j)] for j in jobs if key(j) in old]
+        jobs = [j for j in jobs if key(j) not in old]
+        cfg["reused_static"] = f"{args.reuse_static} ({len(results)} runs)"
+    log(f"{len(jobs)} evaluation runs ({len(results)} reused), {args.jobs} at a time")
+    t0 = time.time()
     with ProcessPoolExecutor(max_workers=args.jobs) as ex:
         for j, r in zip(jobs, ex.map(run_one, jobs)):
             results.append(r)
@@ -139,6 +157,24 @@ def main(argv=None) -> int:
     return 0
 
 
+def key(job: dict) -> tuple:
+    return job["name"], job["data"], job["seed"], job["spec_sha"]
+
+
+def reusable(path: Path, jobs, budget, decide_every: int) -> dict:
+    """The static runs of an earlier results.json that these jobs would repeat (same spec text,
+    corpus and seed, same budget and evaluation interval): {key: run}."""
+    old = json.loads(Path(path).read_text())
+    if abs(float(old["budget"]) - budget) > 1e-6 * budget:
+        raise SystemExit(f"garden: --reuse-static {path}: its budget {old['budget']:.4g} FLOPs is not "
+                         f"this run's {budget:.4g}")
+    if old["config"]["decide_every"] != decide_every:
+        raise SystemExit(f"garden: --reuse-static {path}: it evaluated every "
+                         f"{old['config']['decide_every']} steps, this run every {decide_every}")
+    want = {key(j) for j in jobs if j["name"].startswith("static")}
+    return {k: r for r in old["runs"] if (k := key(r)) in want}
+
+
 def analyse(results, methods) -> dict:
     from scipy.stats import ttest_rel
 
@@ -153,7 +189,8 @@ def analyse(results, methods) -> dict:
             cells[m] = {"final": [r["final"] for r in rs], "params": params, "seconds": secs,
                         "flops": [r["flops"] for r in rs],
                         "param_seconds": [p * s for p, s in zip(params, secs)],
-                        "events": [sum(1 for e in r["events"] if e["op"] == "germinate") for r in rs]}
+                        "events": [sum(1 for e in r["events"] if e["op"] == "germinate") for r in rs],
+                        "pruned": [sum(1 for e in r["events"] if e["op"] == "prune") for r in rs]}
         fixed = [m for m in methods if m.startswith("fixed")]
         best_fixed = min(fixed, key=lambda m: sum(cells[m]["final"])) if fixed else None
 
@@ -177,7 +214,10 @@ def report(table, cfg, budget, ppo, date) -> str:
              f"budget {cfg['budget_steps']} host steps = {budget:.3g} FLOPs, a decision every "
              f"{cfg['decide_every']} steps, {cfg['seeds']} held-out seeds per corpus; " +
              (f"PPO trained on {cfg['train_on']} for {cfg['timesteps']} decisions." if
-              any("ppo" in t["cells"] for t in table.values()) else "no PPO."), ""]
+              any("ppo" in t["cells"] for t in table.values()) else "no PPO."), "",
+             f"Gates: min_contribution = {cfg.get('min_contribution', 0.0):g}; heuristic: "
+             f"`{(cfg.get('heuristic') or HEURISTIC).format(c=3 * cfg['decide_every'])}`" +
+             (f"; static runs reused from {cfg['reused_static']}" if cfg.get("reused_static") else "") + ".", ""]
     if ppo:
         ent = [e["entropy"] for e in ppo["entropy"]]
         lines += [f"PPO training: {ppo['timesteps']} steps, {ppo['episodes']} episodes, "
@@ -186,12 +226,12 @@ def report(table, cfg, budget, ppo, date) -> str:
                   f"{math.log(7):.3f}).", ""]
     for data, t in table.items():
         lines += [f"**{data}**", "", "| method | final val loss | params at end | seconds | "
-                  "param-seconds | seeds planted |", "|---|---|---|---|---|---|"]
+                  "param-seconds | seeds planted | pruned |", "|---|---|---|---|---|---|---|"]
         for m, c in t["cells"].items():
             tag = " (best fixed)" if m == t["best_fixed"] else ""
             lines.append(f"| {m}{tag} | {ms(c['final'])} | {ms(c['params'], '{:,.0f}')} | "
                          f"{ms(c['seconds'], '{:.1f}')} | {ms(c['param_seconds'], '{:.3g}')} | "
-                         f"{ms(c['events'], '{:.1f}')} |")
+                         f"{ms(c['events'], '{:.1f}')} | {ms(c.get('pruned', [0]), '{:.1f}')} |")
         lines.append("")
         for k, label in (("ppo_vs_heuristic", "PPO - heuristic"), ("ppo_vs_fixed", f"PPO - {t['best_fixed']}"),
                          ("heuristic_vs_host", "heuristic - static host")):

@@ -34,8 +34,27 @@ def test_a_subset_of_methods_runs_without_a_policy(tmp_path):
     text = (out / "report.md").read_text()
     assert "no PPO." in text and "heuristic - static host" in text and "PPO - " not in text
     assert not (out / "garden.zip").exists()
-    assert {r["name"] for r in json.loads((out / "results.json").read_text())["runs"]} == \
-        {"static_host", "heuristic"}
+    first = json.loads((out / "results.json").read_text())
+    assert {r["name"] for r in first["runs"]} == {"static_host", "heuristic"}
+    # again with other gardener settings: the static runs are taken from the first results,
+    # the heuristic's are new and follow --heuristic / --min-contribution
+    again = tmp_path / "g2"
+    h = 'heuristic(patience = 100, cooldown = {c}, hidden = 16, by = 0.5, max_pruned = 1)'
+    assert G.main(["--host", str(G.ROOT / "specs/bench/garden_tiny.morph"), "--budget-steps", "20",
+                   "--decide-every", "10", "--methods", "static_host", "heuristic", "--seeds", "2",
+                   "--jobs", "1", "--out", str(again), "--reuse-static", str(out / "results.json"),
+                   "--min-contribution", "0.5", "--heuristic", h]) == 0
+    text = (again / "report.md").read_text()
+    assert "min_contribution = 0.5" in text and "by = 0.5, max_pruned = 1" in text and "reused from" in text
+    second = json.loads((again / "results.json").read_text())["runs"]
+    static = lambda rs: sorted((r["data"], r["seed"], r["final"]) for r in rs if r["name"] == "static_host")  # noqa: E731
+    assert static(second) == static(first["runs"]) and len(static(second)) == 4
+    assert "min_contribution = 0.5" in (again / "specs/heuristic.morph").read_text()
+    assert not (again / "runs" / "stories-static_host-s100").exists()  # reused, not retrained
+    with pytest.raises(SystemExit, match="evaluated every 10 steps, this run every 5"):
+        G.main(["--host", str(G.ROOT / "specs/bench/garden_tiny.morph"), "--budget-steps", "20",
+                "--decide-every", "5", "--methods", "static_host", "--seeds", "1", "--jobs", "1",
+                "--out", str(tmp_path / "g3"), "--reuse-static", str(out / "results.json")])
 
 
 def test_bad_arguments_are_clear_errors(tmp_path, capsys):

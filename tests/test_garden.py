@@ -176,6 +176,8 @@ def test_declarations_are_checked_at_their_line(tmp_path):
     cases = [("  gardener(patience = 2)", "unknown controller `gardener", "heuristic"),
              ("  heuristic(kinds = [\"conv\"])", "kinds must be from", None),
              ("  seeds(ramp = \"square\")", "`ramp` must be one of", None),
+             ("  heuristic(by = 1.5)", "`by` must be a fraction", None),
+             ("  heuristic(max_pruned = 0)", "`max_pruned` must be an integer >= 1", None),
              ("  seeds(blend_steps = 0)", "`blend_steps` must be an integer >= 1", None),
              ("  seeds()\n  seeds()", "declared twice", None),
              ("  insert_block(blocks)", "has no trigger", "step(200) -> insert_block")]
@@ -234,6 +236,29 @@ def test_heuristic_plants_on_plateau_and_the_lifecycle_runs_to_the_end(garden_ru
     assert end["step"] == c["step"] and c["step"] - stages[-1][0] >= 10
     assert end["op"] == ("fossilize" if c["contribution"] >= 0 else "prune")
     assert math.isfinite(summary["val_loss"])
+
+
+def test_deadline_plants_without_a_plateau_and_max_pruned_stops_planting(tmp_path):
+    gates = "  seeds(min_training = 10, blend_steps = 10, blend_updates = 2, min_holding = 10, min_contribution = 1.0)\n"
+    # never a plateau (patience 100): only the deadline plants, at the first evaluation past 20%
+    p = tmp_path / "deadline.morph"
+    p.write_text(RUN % (gates + "  heuristic(patience = 100, cooldown = 0, hidden = 16, by = 0.2)"))
+    train_spec(p, tmp_path / "deadline")
+    ev = read_jsonl(tmp_path / "deadline/events.jsonl")
+    planted = [e for e in ev if e.get("op") == "germinate"]
+    assert [e["step"] for e in planted] == [30]  # 30 / 120 = 0.25: the first evaluation >= 0.2
+    assert planted[0]["reason"].startswith("deadline: nothing planted by 0.2")
+    # a plateau at every evaluation and every seed pruned (min_contribution = 100%): without
+    # max_pruned the heuristic replants after each prune, with max_pruned = 1 it stops
+    counts = []
+    for extra in ("", ", max_pruned = 1"):
+        p.write_text(RUN % (gates + f"  heuristic(patience = 1, min_delta = 0.5, cooldown = 0, hidden = 16{extra})"))
+        run = tmp_path / f"pruned{len(counts)}"
+        train_spec(p, run)
+        ops = [e.get("op") for e in read_jsonl(run / "events.jsonl")]
+        assert ops.count("prune") >= 1 and ops.count("fossilize") == 0
+        counts.append((ops.count("germinate"), ops.count("prune")))
+    assert counts[0][0] >= 3 and counts[1] == (1, 1)
 
 
 def test_controller_decisions_are_reproducible_from_the_seed(garden_run, tmp_path):
