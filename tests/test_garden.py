@@ -178,6 +178,7 @@ def test_declarations_are_checked_at_their_line(tmp_path):
              ("  seeds(ramp = \"square\")", "`ramp` must be one of", None),
              ("  heuristic(by = 1.5)", "`by` must be a fraction", None),
              ("  heuristic(max_pruned = 0)", "`max_pruned` must be an integer >= 1", None),
+             ("  heuristic(site = \"middle\")", "`site` must be one of grad, last, first", None),
              ("  seeds(blend_steps = 0)", "`blend_steps` must be an integer >= 1", None),
              ("  seeds()\n  seeds()", "declared twice", None),
              ("  insert_block(blocks)", "has no trigger", "step(200) -> insert_block")]
@@ -248,6 +249,11 @@ def test_deadline_plants_without_a_plateau_and_max_pruned_stops_planting(tmp_pat
     planted = [e for e in ev if e.get("op") == "germinate"]
     assert [e["step"] for e in planted] == [30]  # 30 / 120 = 0.25: the first evaluation >= 0.2
     assert planted[0]["reason"].startswith("deadline: nothing planted by 0.2")
+    p.write_text(RUN % (gates + "  heuristic(patience = 100, cooldown = 0, hidden = 16, by = 0.2, site = \"last\")"))
+    train_spec(p, tmp_path / "last")
+    planted = [e for e in read_jsonl(tmp_path / "last/events.jsonl") if e.get("op") == "germinate"]
+    assert [(e["step"], e["target"]) for e in planted] == [(30, "blocks.1")]
+    assert "site blocks.1 is the last block" in planted[0]["reason"]
     # a plateau at every evaluation and every seed pruned (min_contribution = 100%): without
     # max_pruned the heuristic replants after each prune, with max_pruned = 1 it stops
     counts = []
@@ -333,3 +339,20 @@ def test_the_docs_python_controller_runs(tmp_path, monkeypatch):
     ev = read_jsonl(tmp_path / "mine/events.jsonl")
     ops = [e["op"] for e in ev if e["type"] == "growth"]
     assert ops[0] == "germinate" and "seed_stage" in ops and ev[0]["reason"] == "every third"
+
+
+def test_the_docs_grow_sections_build_their_controllers():
+    """Every `grow { }` example in docs/gardener.md is a valid declaration for the garden host."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "gardener.md").read_text()
+    blocks = [b for b in re.findall(r"```morph\n(.*?)```", doc, re.S) if b.lstrip().startswith("grow {")]
+    assert len(blocks) >= 2
+    host = (root / "specs" / "bench" / "garden_host.morph").read_text()
+    for b in blocks:
+        made = controllers_for(morphdsl.build(host + "\n" + b).sections["grow"])
+        assert [type(c).__name__ for c in made] == ["Lifecycle", "Heuristic"]
+    h = controllers_for(morphdsl.build(host + "\n" + blocks[-1]).sections["grow"])[1]
+    assert (h.by, h.max_pruned) == (0.15, 1)

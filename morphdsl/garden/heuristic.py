@@ -25,6 +25,7 @@ from ..train.growth import ControlState, GrowthAction
 from .signals import grad_rms
 
 KINDS = ("mlp", "attn")
+SITES = ("grad", "last", "first")
 
 
 def germinate_action(site: str, kind: str, hidden, heads, reason: str) -> GrowthAction:
@@ -60,12 +61,12 @@ class Heuristic:
 
     usage = ("heuristic(patience = 3, min_delta = 0.01, cooldown = 200, max_params = None, "
              "max_seeds = 1, kinds = [\"mlp\", \"attn\"], hidden = None, heads = 1, by = None, "
-             "max_pruned = None)")
+             "max_pruned = None, site = \"grad\")")
 
     def __init__(self, patience: int = 3, min_delta: float = 0.01, cooldown: int = 200,
                  max_params: int | None = None, max_seeds: int = 1, kinds=("mlp",),
                  hidden: int | None = None, heads: int = 1, by: float | None = None,
-                 max_pruned: int | None = None):
+                 max_pruned: int | None = None, site: str = "grad"):
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         bad = [k for k in kinds if k not in KINDS]
         if bad or not kinds:
@@ -79,12 +80,14 @@ class Heuristic:
             raise ValueError(f"heuristic(): `max_pruned` must be an integer >= 1, got {max_pruned!r}")
         if by is not None and (isinstance(by, bool) or not isinstance(by, (int, float)) or not 0 < by < 1):
             raise ValueError(f"heuristic(): `by` must be a fraction of the run in (0, 1), got {by!r}")
+        if site not in SITES:
+            raise ValueError(f"heuristic(): `site` must be one of {', '.join(SITES)}, got {site!r}")
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or min_delta < 0:
             raise ValueError(f"heuristic(): `min_delta` must be a number >= 0, got {min_delta!r}")
         self.patience, self.min_delta, self.cooldown = patience, float(min_delta), cooldown
         self.max_params, self.max_seeds, self.kinds = max_params, max_seeds, kinds
         self.hidden, self.heads = hidden, heads
-        self.by, self.max_pruned = (None if by is None else float(by)), max_pruned
+        self.by, self.max_pruned, self.site = (None if by is None else float(by)), max_pruned, site
         self.engine = None
         self.state = {"best": None, "bad": 0, "planted": 0, "last": None, "watch": [], "pruned": 0}
 
@@ -128,12 +131,14 @@ class Heuristic:
         if not where:
             return []
         signal = grad_rms(self.engine.model, where, exclude=alive)
-        site = max(where, key=lambda p: (signal[p], -where.index(p)))
+        site = {"last": where[-1], "first": where[0]}.get(self.site) or \
+            max(where, key=lambda p: (signal[p], -where.index(p)))
         kind = self.kinds[st["planted"] % len(self.kinds)]
         sig = ", ".join(f"{p} {signal[p]:.3g}" for p in where)
         when = (f"plateau: gain < {self.min_delta:g} for {st['bad']} evaluations" if st["bad"] >= self.patience
                 else f"deadline: nothing planted by {self.by:g} of the run (at {s.progress:.3f})")
-        why = f"{when} (best {st['best']:.4f}); site {site} has the largest gradient RMS ({sig})"
+        how = "has the largest gradient RMS" if self.site == "grad" else f"is the {self.site} block"
+        why = f"{when} (best {st['best']:.4f}); site {site} {how} (gradient RMS {sig})"
         st.update(bad=0, planted=st["planted"] + 1, last=s.step)
         return [germinate_action(site, kind, self.hidden, self.heads, why)]
 
