@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     ap.add_argument("--decide-every", type=int, help="steps between evaluations and decisions")
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                     help="a subset (without ppo no policy is trained)")
+    ap.add_argument("--first-seed", type=int, default=100,
+                    help="the first evaluation seed (default: %(default)s; PPO trains on seeds 0, 1, ...)")
     ap.add_argument("--min-contribution", type=float, default=0.0,
                     help="the gates' min_contribution for every gardener (default: %(default)s)")
     ap.add_argument("--heuristic", help="the heuristic's declaration ({c}: 3 x --decide-every), "
@@ -84,7 +86,9 @@ def main(argv=None) -> int:
                          "no grow section, so the gardeners' settings do not change them)")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
-    cfg["min_contribution"] = args.min_contribution
+    cfg["min_contribution"], cfg["first_seed"] = args.min_contribution, args.first_seed
+    if args.first_seed < 100 and "ppo" in args.methods:
+        ap.error("--first-seed below 100 would evaluate PPO on the seeds it trains on")
     if args.heuristic:
         cfg["heuristic"] = args.heuristic
     for k in ("timesteps", "seeds", "budget_steps", "decide_every"):
@@ -128,7 +132,7 @@ def main(argv=None) -> int:
         p = out / "specs" / f"{m}.morph"
         p.write_text(spec_text(m, cfg, policy.resolve(), host))
         for data in DATA:
-            for s in range(100, 100 + cfg["seeds"]):
+            for s in range(cfg["first_seed"], cfg["first_seed"] + cfg["seeds"]):
                 jobs.append(dict(name=m, data=data, seed=s, spec=p, spec_sha=spec_sha(p), flops=budget,
                                  threads=1, eval_every=cfg["decide_every"],
                                  run_dir=str(out / "runs" / f"{data}-{m}-s{s}")))
@@ -212,7 +216,8 @@ def analyse(results, methods) -> dict:
 def report(table, cfg, budget, ppo, date) -> str:
     lines = [f"Gardener experiment, {date}: host {cfg.get('host', 'specs/bench/garden_host.morph')}, "
              f"budget {cfg['budget_steps']} host steps = {budget:.3g} FLOPs, a decision every "
-             f"{cfg['decide_every']} steps, {cfg['seeds']} held-out seeds per corpus; " +
+             f"{cfg['decide_every']} steps, {cfg['seeds']} held-out seeds per corpus "
+             f"({cfg.get('first_seed', 100)}-{cfg.get('first_seed', 100) + cfg['seeds'] - 1}); " +
              (f"PPO trained on {cfg['train_on']} for {cfg['timesteps']} decisions." if
               any("ppo" in t["cells"] for t in table.values()) else "no PPO."), "",
              f"Gates: min_contribution = {cfg.get('min_contribution', 0.0):g}; heuristic: "
