@@ -128,9 +128,18 @@ def main(argv=None) -> int:
     # 2. every method on held-out seeds of both corpora (seeds 100+: PPO trained on 0, 1, ...)
     methods = [m for m in METHODS if m in args.methods]
     jobs = []
+    from morphdsl.garden import controllers_for
+
     for m in methods:
         p = out / "specs" / f"{m}.morph"
-        p.write_text(spec_text(m, cfg, policy.resolve(), host))
+        try:
+            p.write_text(spec_text(m, cfg, policy.resolve(), host))
+        except (KeyError, IndexError, ValueError) as e:  # str.format of --heuristic
+            ap.error(f"--heuristic: {e!r} in {args.heuristic!r}: the only placeholder is {{c}}")
+        try:  # the gardeners' declarations are checked here, at their line, not in a worker
+            controllers_for(morphdsl.build(p).sections.get("grow") or [])
+        except MorphError as e:
+            ap.exit(2, e.render() + "\n")
         for data in DATA:
             for s in range(cfg["first_seed"], cfg["first_seed"] + cfg["seeds"]):
                 jobs.append(dict(name=m, data=data, seed=s, spec=p, spec_sha=spec_sha(p), flops=budget,
@@ -138,7 +147,11 @@ def main(argv=None) -> int:
                                  run_dir=str(out / "runs" / f"{data}-{m}-s{s}")))
     results = []
     if args.reuse_static:
-        old = reusable(args.reuse_static, jobs, budget, cfg["decide_every"])
+        try:
+            old = reusable(args.reuse_static, jobs, budget, cfg["decide_every"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            ap.exit(2, f"garden: error: --reuse-static {args.reuse_static}: not a results.json of this "
+                       f"benchmark ({type(e).__name__}: {e})\n")
         results = [old[key(j)] for j in jobs if key(j) in old]
         jobs = [j for j in jobs if key(j) not in old]
         cfg["reused_static"] = f"{args.reuse_static} ({len(results)} runs)"

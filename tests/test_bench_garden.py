@@ -67,3 +67,19 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         G.main(["--budget-steps", "0"])
     assert "--budget-steps must be at least 1" in capsys.readouterr().err
+
+
+def test_bad_gardener_settings_are_clear_errors_before_any_run(tmp_path, capsys):
+    """--heuristic is checked at its line in the written spec, a stray placeholder and an
+    unreadable --reuse-static are one-line errors; none reaches a worker as a traceback."""
+    base = ["--budget-steps", "20", "--decide-every", "10", "--seeds", "1", "--jobs", "1",
+            "--methods", "static_host", "heuristic", "--out", str(tmp_path / "o")]
+    cases = [(["--heuristic", "heuristic(by = 2)"], "heuristic.morph:", "`by` must be a fraction"),
+             (["--heuristic", "heuristic(cooldown = {x})"], "--heuristic: KeyError('x')", "placeholder is {c}"),
+             (["--reuse-static", str(tmp_path / "none.json")], "--reuse-static", "not a results.json")]
+    for extra, where, what in cases:
+        with pytest.raises(SystemExit) as e:
+            G.main(base + extra)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and where in err and what in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "runs").exists()  # nothing was trained

@@ -72,12 +72,9 @@ class Heuristic:
         if bad or not kinds:
             raise ValueError(f"heuristic(): kinds must be from {', '.join(KINDS)}, got {kinds!r}")
         for k, v, lo in (("patience", patience, 1), ("cooldown", cooldown, 0), ("max_seeds", max_seeds, 1),
-                         ("heads", heads, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                         ("heads", heads, 1), ("max_pruned", max_pruned, 1)):
+            if (v is not None or k != "max_pruned") and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
                 raise ValueError(f"heuristic(): `{k}` must be an integer >= {lo}, got {v!r}")
-        if max_pruned is not None and (isinstance(max_pruned, bool) or not isinstance(max_pruned, int)
-                                       or max_pruned < 1):
-            raise ValueError(f"heuristic(): `max_pruned` must be an integer >= 1, got {max_pruned!r}")
         if by is not None and (isinstance(by, bool) or not isinstance(by, (int, float)) or not 0 < by < 1):
             raise ValueError(f"heuristic(): `by` must be a fraction of the run in (0, 1), got {by!r}")
         if site not in SITES:
