@@ -100,6 +100,7 @@ def main(argv=None) -> int:
     cfg["host"] = str(args.host)
     import morphdsl
     from morphdsl.errors import MorphError
+    from morphdsl.garden import controllers_for
 
     try:
         g = morphdsl.build(host)
@@ -128,8 +129,6 @@ def main(argv=None) -> int:
     # 2. every method on held-out seeds of both corpora (seeds 100+: PPO trained on 0, 1, ...)
     methods = [m for m in METHODS if m in args.methods]
     jobs = []
-    from morphdsl.garden import controllers_for
-
     for m in methods:
         p = out / "specs" / f"{m}.morph"
         try:

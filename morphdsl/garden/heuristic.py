@@ -71,9 +71,10 @@ class Heuristic:
         bad = [k for k in kinds if k not in KINDS]
         if bad or not kinds:
             raise ValueError(f"heuristic(): kinds must be from {', '.join(KINDS)}, got {kinds!r}")
-        for k, v, lo in (("patience", patience, 1), ("cooldown", cooldown, 0), ("max_seeds", max_seeds, 1),
-                         ("heads", heads, 1), ("max_pruned", max_pruned, 1)):
-            if (v is not None or k != "max_pruned") and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+        ints = [("patience", patience, 1), ("cooldown", cooldown, 0), ("max_seeds", max_seeds, 1),
+                ("heads", heads, 1)] + ([("max_pruned", max_pruned, 1)] if max_pruned is not None else [])
+        for k, v, lo in ints:
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"heuristic(): `{k}` must be an integer >= {lo}, got {v!r}")
         if by is not None and (isinstance(by, bool) or not isinstance(by, (int, float)) or not 0 < by < 1):
             raise ValueError(f"heuristic(): `by` must be a fraction of the run in (0, 1), got {by!r}")
